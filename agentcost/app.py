@@ -1,0 +1,41 @@
+"""The ASGI application: REST under /api, GraphQL at /graphql, one Database for both."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from agentcost import __version__
+from agentcost.db import Database
+from agentcost.migrate import upgrade
+from agentcost.rest_api import install_error_handlers, router
+from agentcost.settings import Settings, get_settings
+
+log = logging.getLogger("agentcost")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = Database.from_settings(settings)
+        await upgrade(db)
+        app.state.db = db
+        log.info("database ready: %s", db.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = FastAPI(
+        title="AgentCost Feedback",
+        version=__version__,
+        summary="What each LLM response cost, joined with how good its users said it was.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,82 @@
+"""AgentCost-compatible trace ingestion and trace reads."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+
+from agentcost.errors import parse_batch
+from agentcost.models import MAX_ID, IngestResult, TraceDetail, TraceEvent, TracePublic
+from agentcost.rest_api.deps import DbDep, OrgDep
+from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
+from agentcost.services import trace_detail, traces
+from agentcost.services.filters import Page, TraceFilter
+
+router = APIRouter(tags=["traces"])
+
+TraceId = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
+
+
+class TraceQuery(TraceFilter, Page):
+    """Filters and paging of the listing, all in the query string."""
+
+
+@router.post("/trace", status_code=status.HTTP_201_CREATED)
+async def ingest_trace(event: TraceEvent, db: DbDep, org: OrgDep) -> IngestResult:
+    """One LLM call event; events sharing a trace_id build one trace."""
+    return await traces.ingest(db, org_id=org, events=[event])
+
+
+@router.post(
+    "/trace/batch",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"type": "array", "items": {"$ref": "#/components/schemas/TraceEvent"}},
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "events": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/TraceEvent"},
+                                    }
+                                },
+                                "required": ["events"],
+                            },
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
+async def ingest_batch(db: DbDep, org: OrgDep, body: Annotated[Any, Body()] = None) -> IngestResult:
+    """All-or-nothing: one bad event rejects the batch, naming the index of each bad event."""
+    events = parse_batch(TraceEvent, body, wrapper="events")
+    return await traces.ingest(db, org_id=org, events=events)
+
+
+@router.get("/traces", responses={200: {"headers": {NEXT_CURSOR: {"schema": {"type": "string"}}}}})
+async def list_traces(
+    request: Request,
+    response: Response,
+    db: DbDep,
+    org: OrgDep,
+    query: Annotated[TraceQuery, Query()],
+) -> list[TracePublic]:
+    """Newest first. When more rows exist, X-Next-Cursor (and Link) name the next page."""
+    page, cursor = await traces.list_traces(
+        db, org_id=org, filters=query, limit=query.limit, cursor=query.cursor
+    )
+    link_next_page(request, response, cursor)
+    return page
+
+
+@router.get("/traces/{trace_id}")
+async def get_trace(trace_id: TraceId, db: DbDep, org: OrgDep) -> TraceDetail:
+    """The trace with its calls, its feedback and its score."""
+    return await trace_detail.get_trace_detail(db, org_id=org, trace_id=trace_id)

@@ -1,0 +1,208 @@
+"""Feedback: submit (idempotent by client id), read, list, change and delete.
+
+Feedback may arrive before its trace: it is stored as sent and joins the trace at read time.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, tuple_, update
+
+from agentcost.db import Database
+from agentcost.errors import FieldError, InvalidInput, NotFound
+from agentcost.models import FeedbackCreate, FeedbackPublic, FeedbackUpdate, utcnow
+from agentcost.services import cursors
+from agentcost.services import traces as traces_service
+from agentcost.services.attribution import attributed_model, join_attribution
+from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
+from agentcost.services.sql import feedback, insert_for, traces
+
+_FEEDBACK_CURSOR = "feedback"
+_REPLACED = ("trace_id", "call_id", "score", "comment", "source", "user_id", "tags", "metadata")
+
+
+def _row(org_id: str, item: FeedbackCreate, now: datetime) -> dict[str, Any]:
+    return {
+        "org_id": org_id,
+        "id": item.id or str(uuid.uuid4()),
+        "trace_id": item.trace_id,
+        "call_id": item.call_id,
+        "score": item.score,
+        "comment": item.comment,
+        "source": item.source.value,
+        "user_id": item.user_id,
+        "tags": item.tags or [],
+        "metadata": item.metadata or {},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def submit(
+    db: Database, *, org_id: str, items: Sequence[FeedbackCreate]
+) -> list[tuple[FeedbackPublic, bool]]:
+    """Store all items or none; each comes back with True when new, False when it replaced one.
+
+    A known ``id`` replaces that feedback (its ``created_at`` stays), so a client retrying a
+    submission never adds a second vote.
+    """
+    if not items:
+        raise InvalidInput.single("items", "must hold at least one feedback item")
+    _reject_repeated_ids(items)
+    now = utcnow()
+    rows = [_row(org_id, item, now) for item in items]
+    stmt = insert_for(db.dialect, feedback)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[feedback.c.org_id, feedback.c.id],
+        set_={**{name: stmt.excluded[name] for name in _REPLACED}, "updated_at": now},
+    ).returning(*feedback.c)
+    async with db.write() as conn:
+        returned = (await conn.execute(stmt, rows)).mappings().all()
+    by_id = {row["id"]: row for row in returned}
+    # created_at is only ever set on insert, so it equals this call's clock exactly when new.
+    return [
+        (FeedbackPublic.model_validate(by_id[r["id"]]), by_id[r["id"]]["created_at"] == now)
+        for r in rows
+    ]
+
+
+def _reject_repeated_ids(items: Sequence[FeedbackCreate]) -> None:
+    first_seen: dict[str, int] = {}
+    errors = []
+    for index, item in enumerate(items):
+        if item.id is None:
+            continue
+        if item.id in first_seen:
+            errors.append(
+                FieldError(
+                    "id", f"repeats the id of item {first_seen[item.id]} of this batch", index
+                )
+            )
+        first_seen.setdefault(item.id, index)
+    if errors:
+        raise InvalidInput(errors)
+
+
+async def get(db: Database, *, org_id: str, feedback_id: str) -> FeedbackPublic:
+    async with db.read() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(feedback).where(
+                        feedback.c.org_id == org_id, feedback.c.id == feedback_id
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound("feedback", feedback_id)
+    return FeedbackPublic.model_validate(row)
+
+
+async def update_feedback(
+    db: Database, *, org_id: str, feedback_id: str, changes: FeedbackUpdate
+) -> FeedbackPublic:
+    values: dict[str, Any] = {}
+    for name in changes.model_fields_set:
+        value = getattr(changes, name)
+        if name == "source":
+            value = value.value
+        elif name in ("tags", "metadata") and value is None:
+            value = [] if name == "tags" else {}
+        values[name] = value
+    where = (feedback.c.org_id == org_id, feedback.c.id == feedback_id)
+    async with db.write() as conn:
+        if values:
+            stmt = update(feedback).where(*where).values(**values, updated_at=utcnow())
+        else:
+            stmt = select(feedback).where(*where)
+        row = (
+            (await conn.execute(stmt.returning(*feedback.c) if values else stmt)).mappings().first()
+        )
+    if row is None:
+        raise NotFound("feedback", feedback_id)
+    return FeedbackPublic.model_validate(row)
+
+
+async def delete_feedback(db: Database, *, org_id: str, feedback_id: str) -> None:
+    async with db.write() as conn:
+        deleted = (
+            await conn.execute(
+                delete(feedback)
+                .where(feedback.c.org_id == org_id, feedback.c.id == feedback_id)
+                .returning(feedback.c.id)
+            )
+        ).first()
+    if deleted is None:
+        raise NotFound("feedback", feedback_id)
+
+
+async def list_feedback(
+    db: Database, *, org_id: str, filters: FeedbackFilter, limit: int, cursor: str | None = None
+) -> tuple[list[FeedbackPublic], str | None]:
+    """Newest first; the second value is the cursor of the next page, None on the last page."""
+    stmt = select(feedback).where(feedback.c.org_id == org_id)
+    stmt = stmt.where(
+        *feedback_attribute_conditions(
+            source=filters.source, user_id=filters.user_id, tag=filters.tag
+        )
+    )
+    for column, value in (
+        (feedback.c.score, filters.score),
+        (feedback.c.trace_id, filters.trace_id),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if filters.since is not None:
+        stmt = stmt.where(feedback.c.created_at >= filters.since)
+    if filters.until is not None:
+        stmt = stmt.where(feedback.c.created_at < filters.until)
+    if filters.project is not None or filters.model is not None:
+        stmt = join_attribution(stmt)
+        if filters.project is not None:
+            stmt = stmt.where(traces.c.project == filters.project)
+        if filters.model is not None:
+            stmt = stmt.where(attributed_model() == filters.model)
+    if cursor is not None:
+        created, last_id = cursors.decode(_FEEDBACK_CURSOR, cursor, sort_type=datetime)
+        stmt = stmt.where(tuple_(feedback.c.created_at, feedback.c.id) < tuple_(created, last_id))
+    stmt = stmt.order_by(feedback.c.created_at.desc(), feedback.c.id.desc()).limit(limit + 1)
+    async with db.read() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+    page = [FeedbackPublic.model_validate(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        next_cursor = cursors.encode(_FEEDBACK_CURSOR, page[-1].created_at, page[-1].id)
+    return page, next_cursor
+
+
+async def for_traces(
+    db: Database, *, org_id: str, trace_ids: Sequence[str]
+) -> dict[str, list[FeedbackPublic]]:
+    """Feedback of many traces in one statement, each trace's oldest first."""
+    result: dict[str, list[FeedbackPublic]] = {t: [] for t in trace_ids}
+    if not trace_ids:
+        return result
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(feedback)
+                .where(feedback.c.org_id == org_id, feedback.c.trace_id.in_(set(trace_ids)))
+                .order_by(feedback.c.created_at, feedback.c.id)
+            )
+        ).mappings()
+        for row in rows:
+            result[row["trace_id"]].append(FeedbackPublic.model_validate(row))
+    return result
+
+
+async def of_trace(db: Database, *, org_id: str, trace_id: str) -> list[FeedbackPublic]:
+    """Feedback of one trace; NotFound when neither the trace nor any feedback for it exists."""
+    found = (await for_traces(db, org_id=org_id, trace_ids=[trace_id]))[trace_id]
+    if not found:
+        await traces_service.ensure_trace_known(db, org_id=org_id, trace_id=trace_id)
+    return found

@@ -1,0 +1,122 @@
+"""Filters every adapter passes to the services, and the SQL conditions they mean.
+
+DESIGN.md fixes which attribute belongs to what: project, model and prompt are trace attributes;
+source, user and tag are feedback attributes. Analytics windows select traces by the trace's own
+time, listings of feedback by the feedback's ``created_at``.
+"""
+
+from datetime import datetime
+from typing import Annotated, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import ColumnElement, and_
+
+from agentcost.models import FeedbackSource, Identifier, Name, Tag, as_utc
+from agentcost.services.sql import feedback, json_array_contains, traces
+
+UTC = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class _Filter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: UTC | None = Field(default=None, description="Inclusive lower bound (ISO 8601).")
+    until: UTC | None = Field(default=None, description="Exclusive upper bound (ISO 8601).")
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.since and self.until and self.since >= self.until:
+            raise ValueError("since must be earlier than until")
+        return self
+
+
+MAX_PAGE = 1000
+
+
+class Page(BaseModel):
+    """Keyset paging: page size, and the cursor the previous page handed out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=100, ge=1, le=MAX_PAGE, description="Page size.")
+    cursor: str | None = Field(
+        default=None, max_length=1000, description="X-Next-Cursor of the previous page."
+    )
+
+
+class TraceFilter(_Filter):
+    """Which traces: by trace attributes, in a window of trace time."""
+
+    project: Name | None = None
+    model: Name | None = None
+    prompt_id: Name | None = None
+    prompt_version: int | None = Field(default=None, ge=0)
+
+
+class FeedbackFilter(_Filter):
+    """Which feedback items a listing shows; the window is on the feedback's own created_at."""
+
+    project: Name | None = None
+    model: Name | None = None
+    score: int | None = Field(default=None, ge=-1, le=1)
+    source: FeedbackSource | None = None
+    trace_id: Identifier | None = None
+    user_id: Identifier | None = None
+    tag: Tag | None = None
+
+
+class AnalyticsFilter(_Filter):
+    """What an aggregate counts: feedback attributes, and a window of trace time."""
+
+    project: Name | None = None
+    source: FeedbackSource | None = None
+    user_id: Identifier | None = None
+    tag: Tag | None = None
+
+
+def trace_window(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+    conditions = []
+    if since is not None:
+        conditions.append(traces.c.started_at >= since)
+    if until is not None:
+        conditions.append(traces.c.started_at < until)
+    return conditions
+
+
+def trace_conditions(f: TraceFilter) -> list[ColumnElement[bool]]:
+    conditions = trace_window(f.since, f.until)
+    for column, value in (
+        (traces.c.project, f.project),
+        (traces.c.model, f.model),
+        (traces.c.prompt_id, f.prompt_id),
+        (traces.c.prompt_version, f.prompt_version),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    return conditions
+
+
+def feedback_attribute_conditions(
+    *, source: FeedbackSource | None, user_id: str | None, tag: str | None
+) -> list[ColumnElement[bool]]:
+    conditions = []
+    if source is not None:
+        conditions.append(feedback.c.source == source.value)
+    if user_id is not None:
+        conditions.append(feedback.c.user_id == user_id)
+    if tag is not None:
+        conditions.append(json_array_contains(feedback.c.tags, tag))
+    return conditions
+
+
+def analytics_conditions(org_id: str, f: AnalyticsFilter) -> list[ColumnElement[bool]]:
+    """Conditions on feedback joined to its trace (an inner join: unknown traces drop out)."""
+    conditions = [feedback.c.org_id == org_id, *trace_window(f.since, f.until)]
+    if f.project is not None:
+        conditions.append(traces.c.project == f.project)
+    conditions += feedback_attribute_conditions(source=f.source, user_id=f.user_id, tag=f.tag)
+    return conditions
+
+
+def all_of(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    return and_(*conditions)

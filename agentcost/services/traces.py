@@ -1,0 +1,299 @@
+"""Trace ingestion (AgentCost events, one per LLM call) and trace reads.
+
+Each event becomes a Call row; its trace's roll-ups (cost, tokens, primary model, ...) are updated
+in the same transaction by one atomic upsert, so concurrent events of one trace never lose an
+update. An event with a ``call_id`` already stored is a client retry and changes nothing.
+"""
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, exists, func, or_, select, tuple_
+from sqlalchemy.engine import RowMapping
+
+from agentcost import pricing
+from agentcost.db import Database
+from agentcost.errors import InvalidInput, NotFound
+from agentcost.models import (
+    CallPublic,
+    IngestResult,
+    TraceEvent,
+    TracePublic,
+    utcnow,
+)
+from agentcost.services import cursors
+from agentcost.services.filters import TraceFilter, trace_conditions
+from agentcost.services.sql import calls, feedback, insert_for, json_merge, traces
+
+_TRACE_CURSOR = "trace"
+
+
+@dataclass(slots=True)
+class _CallRow:
+    values: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.values["trace_id"], self.values["call_id"]
+
+
+def _call_row(org_id: str, event: TraceEvent, now: datetime) -> _CallRow:
+    cost, computed = event.cost, False
+    if cost is None:
+        cost = pricing.compute_cost(
+            event.model, event.provider, event.input_tokens, event.output_tokens
+        )
+        computed = cost is not None
+    failed = event.status.lower() not in ("success", "ok") or event.error is not None
+    return _CallRow(
+        {
+            "org_id": org_id,
+            "trace_id": event.trace_id,
+            "call_id": event.call_id or uuid.uuid4().hex,
+            "model": event.model,
+            "provider": event.provider,
+            "input_tokens": event.input_tokens,
+            "output_tokens": event.output_tokens,
+            "cost": cost,
+            "cost_computed": computed,
+            "latency_ms": event.latency_ms,
+            "status": "error" if failed else "success",
+            "error": event.error,
+            "agent_id": event.agent_id,
+            "session_id": event.session_id,
+            "metadata": event.metadata or {},
+            "timestamp": event.timestamp or now,
+            # Trace-level attributes travel with the call until the roll-up takes them.
+            "_project": event.project,
+            "_name": event.name,
+            "_user_id": event.user_id,
+            "_prompt_id": event.prompt_id,
+            "_prompt_version": event.prompt_version,
+        }
+    )
+
+
+def _rollup(org_id: str, rows: Sequence[_CallRow], now: datetime) -> dict[str, Any]:
+    """One trace's delta from its new calls, in the shape of a traces row."""
+    ordered = sorted((r.values for r in rows), key=lambda v: v["timestamp"])
+    known = [v["cost"] for v in ordered if v["cost"] is not None]
+    # Costliest call wins; on a tie the earliest, so the answer does not depend on arrival order.
+    primary = max(ordered, key=lambda v: (_rank(v["cost"]), -v["timestamp"].timestamp()))
+
+    def first(field: str) -> Any:
+        return next((v[field] for v in ordered if v[field] is not None), None)
+
+    metadata: dict[str, Any] = {}
+    for v in ordered:
+        metadata.update(v["metadata"])
+    return {
+        "org_id": org_id,
+        "trace_id": ordered[0]["trace_id"],
+        "project": first("_project"),
+        "name": first("_name"),
+        "session_id": first("session_id"),
+        "agent_id": first("agent_id"),
+        "user_id": first("_user_id"),
+        "prompt_id": first("_prompt_id"),
+        "prompt_version": first("_prompt_version"),
+        "metadata": metadata,
+        "started_at": ordered[0]["timestamp"],
+        "ended_at": ordered[-1]["timestamp"],
+        "model": primary["model"],
+        "provider": primary["provider"],
+        "primary_cost": primary["cost"],
+        "cost": sum(known) if known else None,
+        "cost_computed": any(v["cost_computed"] for v in ordered),
+        "unpriced_calls": len(ordered) - len(known),
+        "input_tokens": sum(v["input_tokens"] for v in ordered),
+        "output_tokens": sum(v["output_tokens"] for v in ordered),
+        "latency_ms": sum(v["latency_ms"] or 0.0 for v in ordered),
+        "call_count": len(ordered),
+        "error_count": sum(v["status"] == "error" for v in ordered),
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _rank(cost: float | None) -> float:
+    return -1.0 if cost is None else cost
+
+
+def _trace_upsert(dialect: str) -> Any:
+    stmt = insert_for(dialect, traces)
+    new, old = stmt.excluded, traces.c
+
+    def keep_first(name: str) -> Any:
+        return func.coalesce(old[name], new[name])
+
+    def add(name: str) -> Any:
+        return old[name] + new[name]
+
+    newer_primary = func.coalesce(new.primary_cost, -1.0) > func.coalesce(old.primary_cost, -1.0)
+    return stmt.on_conflict_do_update(
+        index_elements=[old.org_id, old.trace_id],
+        set_={
+            **{n: keep_first(n) for n in ("name", "session_id", "agent_id", "user_id")},
+            "prompt_id": keep_first("prompt_id"),
+            "prompt_version": keep_first("prompt_version"),
+            "metadata": json_merge(old.metadata, new.metadata),
+            "started_at": case(
+                (new.started_at < old.started_at, new.started_at), else_=old.started_at
+            ),
+            "ended_at": case((new.ended_at > old.ended_at, new.ended_at), else_=old.ended_at),
+            "model": case((newer_primary, new.model), else_=old.model),
+            "provider": case((newer_primary, new.provider), else_=old.provider),
+            "primary_cost": case((newer_primary, new.primary_cost), else_=old.primary_cost),
+            "cost": case(
+                (old.cost.is_(None), new.cost),
+                (new.cost.is_(None), old.cost),
+                else_=old.cost + new.cost,
+            ),
+            "cost_computed": or_(old.cost_computed, new.cost_computed),
+            **{
+                n: add(n)
+                for n in (
+                    "unpriced_calls",
+                    "input_tokens",
+                    "output_tokens",
+                    "latency_ms",
+                    "call_count",
+                    "error_count",
+                )
+            },
+            "updated_at": new.updated_at,
+        },
+    )
+
+
+async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> IngestResult:
+    """Store the events all-or-nothing; the answer comes after the commit."""
+    if not events:
+        raise InvalidInput.single("events", "must hold at least one event")
+    now = utcnow()
+    rows: dict[tuple[str, str], _CallRow] = {}
+    for event in events:
+        row = _call_row(org_id, event, now)
+        rows.setdefault(row.key, row)  # the same call twice in one batch is one call
+    call_values = [
+        {k: v for k, v in row.values.items() if not k.startswith("_")} for row in rows.values()
+    ]
+    async with db.write() as conn:
+        stmt = (
+            insert_for(db.dialect, calls)
+            .on_conflict_do_nothing(
+                index_elements=[calls.c.org_id, calls.c.trace_id, calls.c.call_id]
+            )
+            .returning(calls.c.trace_id, calls.c.call_id)
+        )
+        inserted = {tuple(r) for r in (await conn.execute(stmt, call_values)).all()}
+        by_trace: dict[str, list[_CallRow]] = defaultdict(list)
+        for key, row in rows.items():
+            if key in inserted:
+                by_trace[key[0]].append(row)
+        if by_trace:
+            await conn.execute(
+                _trace_upsert(db.dialect),
+                [_rollup(org_id, trace_rows, now) for trace_rows in by_trace.values()],
+            )
+    return IngestResult(
+        accepted=len(inserted),
+        duplicates=len(events) - len(inserted),
+        trace_ids=list(dict.fromkeys(key[0] for key in rows)),
+        call_ids=[key[1] for key in rows],
+    )
+
+
+async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:
+    async with db.read() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(traces).where(traces.c.org_id == org_id, traces.c.trace_id == trace_id)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound("trace", trace_id)
+    return trace_public(row)
+
+
+async def get_traces(
+    db: Database, *, org_id: str, trace_ids: Sequence[str]
+) -> dict[str, TracePublic]:
+    """Traces by id in one statement (for pages and DataLoaders); unknown ids are absent."""
+    if not trace_ids:
+        return {}
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(traces).where(
+                    traces.c.org_id == org_id, traces.c.trace_id.in_(set(trace_ids))
+                )
+            )
+        ).mappings()
+        return {row["trace_id"]: trace_public(row) for row in rows}
+
+
+async def list_traces(
+    db: Database, *, org_id: str, filters: TraceFilter, limit: int, cursor: str | None = None
+) -> tuple[list[TracePublic], str | None]:
+    """Newest first; the second value is the cursor of the next page, None on the last page."""
+    stmt = select(traces).where(traces.c.org_id == org_id, *trace_conditions(filters))
+    if cursor is not None:
+        started, trace_id = cursors.decode(_TRACE_CURSOR, cursor, sort_type=datetime)
+        stmt = stmt.where(
+            tuple_(traces.c.started_at, traces.c.trace_id) < tuple_(started, trace_id)
+        )
+    stmt = stmt.order_by(traces.c.started_at.desc(), traces.c.trace_id.desc()).limit(limit + 1)
+    async with db.read() as conn:
+        rows = (await conn.execute(stmt)).mappings().all()
+    page = [trace_public(r) for r in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = cursors.encode(_TRACE_CURSOR, last.started_at, last.trace_id)
+    return page, next_cursor
+
+
+async def get_calls(
+    db: Database, *, org_id: str, trace_ids: Sequence[str]
+) -> dict[str, list[CallPublic]]:
+    """Calls of many traces in one statement, each trace's in time order."""
+    result: dict[str, list[CallPublic]] = {t: [] for t in trace_ids}
+    if not trace_ids:
+        return result
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(calls)
+                .where(calls.c.org_id == org_id, calls.c.trace_id.in_(set(trace_ids)))
+                .order_by(calls.c.trace_id, calls.c.timestamp, calls.c.call_id)
+            )
+        ).mappings()
+        for row in rows:
+            result[row["trace_id"]].append(CallPublic.model_validate(row))
+    return result
+
+
+def trace_public(row: RowMapping) -> TracePublic:
+    return TracePublic.model_validate(
+        {**row, "status": "error" if row["error_count"] else "success"}
+    )
+
+
+async def ensure_trace_known(db: Database, *, org_id: str, trace_id: str) -> None:
+    """NotFound unless the trace was ingested or has feedback waiting for it."""
+    seen = or_(
+        exists().where(traces.c.org_id == org_id, traces.c.trace_id == trace_id),
+        exists().where(feedback.c.org_id == org_id, feedback.c.trace_id == trace_id),
+    )
+    async with db.read() as conn:
+        if not (await conn.execute(select(seen))).scalar():
+            raise NotFound("trace", trace_id)

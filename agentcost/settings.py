@@ -1,0 +1,59 @@
+"""Settings read once from the environment (prefix ``AGENTCOST_``) or a ``.env`` file.
+
+The service, the CLI and the Python API all read the same settings, so a script using
+``get_feedback_service()`` talks to the same database as ``agentcost serve`` without extra setup.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path.home() / ".agentcost"
+
+# Users paste the URL their other tools use; the service needs an async driver for it.
+_ASYNC_DRIVERS = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTCOST_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR, description="Where the embedded SQLite database lives."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; SQLite file in data_dir when unset. "
+        "postgresql+asyncpg:// and postgresql+psycopg:// select PostgreSQL.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8100, ge=1, le=65535)
+    default_org: str = "default"
+    sql_echo: bool = False
+    db_pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        scheme, sep, rest = url.partition("://")
+        if not sep:
+            raise ValueError("must look like scheme://..., e.g. postgresql+asyncpg://user@host/db")
+        return f"{_ASYNC_DRIVERS.get(scheme, scheme)}://{rest}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir.expanduser() / 'agentcost.db'}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
