@@ -198,7 +198,7 @@ async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> Fee
     )
     async with db.read() as conn:
         row = (await conn.execute(totals)).first() or _EMPTY
-        sources = dict((await conn.execute(by_source)).tuples().all())
+        sources = {source: count for source, count in await conn.execute(by_source)}
     return FeedbackSummary(
         **metrics(row), unknown_trace_feedback=int(row.unknown), by_source=sources
     )
@@ -222,7 +222,7 @@ async def trace_scores(
         .group_by(feedback.c.trace_id)
     )
     async with db.read() as conn:
-        for trace_id, total, pos, neg in (await conn.execute(stmt)).tuples():
+        for trace_id, total, pos, neg in await conn.execute(stmt):
             result[trace_id] = _score(trace_id, int(total), int(pos), int(neg))
     return result
 
