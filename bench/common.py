@@ -1,0 +1,589 @@
+"""Shared benchmark plumbing: a database to run on, the real server as a separate process, bulk
+data through the services, a bounded HTTP load generator, and figures.
+
+Benchmarks print figures and never assert timings. Every server binds to 127.0.0.1 only, and
+every load loop stops at a deadline and at a request cap, so a stuck server cannot keep a run
+going. Issue 5's harness (one command, 100k and 1M, a table of targets) is meant to grow out of
+these pieces: ``target_database``, ``Server``, ``generate``, ``run_load``, ``time_route``.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from sqlalchemy.engine import make_url
+
+from agentcost.db import Database
+from agentcost.migrate import upgrade
+from agentcost.models import FeedbackCreate, FeedbackSource, TraceEvent
+from agentcost.services import feedback as feedback_service
+from agentcost.services import traces as traces_service
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN_URL = os.environ.get(
+    "AGENTCOST_BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1/postgres"
+)
+ORG = "default"  # the org the server uses without auth, so generated data is what routes see
+
+# ---------------------------------------------------------------------------------------------
+# Where to run
+
+
+def add_database_args(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--database-url",
+        help="Run on this existing database (kept afterwards), e.g. "
+        "postgresql+asyncpg://postgres@127.0.0.1/DBNAME. Default: a fresh SQLite file.",
+    )
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help=f"Create a PostgreSQL database of its own (admin URL {PG_ADMIN_URL}), drop it after.",
+    )
+
+
+@contextlib.contextmanager
+def target_database(args: argparse.Namespace) -> Iterator[str]:
+    """The async URL the run uses; a database created here is removed when the run ends."""
+    if args.database_url:
+        yield args.database_url
+        return
+    if args.postgres:
+        name = f"agentcost_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = make_url(PG_ADMIN_URL).set(drivername="postgresql+asyncpg", database=name)
+        try:
+            yield url.render_as_string(hide_password=False)
+        finally:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    folder = Path(tempfile.mkdtemp(prefix="agentcost-bench-"))
+    try:
+        yield f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def describe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@contextlib.asynccontextmanager
+async def database(url: str) -> AsyncIterator[Database]:
+    """The bench process's own connection, migrated the way the server migrates on start."""
+    db = Database(url)
+    try:
+        await upgrade(db)
+        yield db
+    finally:
+        await db.dispose()
+
+
+# ---------------------------------------------------------------------------------------------
+# The server, as `agentcost serve` runs it, in a process of its own
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``agentcost serve`` on a free 127.0.0.1 port; ready once /api/ready answers 200.
+
+    The server runs in a process of its own, as in production, so the bench's own work (data
+    generation, a Python load generator) never shares its event loop. Its output goes to a log
+    file, shown when it fails to start.
+    """
+
+    def __init__(self, database_url: str, *, ready_timeout: float = 120.0) -> None:
+        self.database_url = database_url
+        self.ready_timeout = ready_timeout
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.gettempdir()) / f"agentcost-bench-server-{self.port}.log"
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> "Server":
+        env = {**os.environ, "AGENTCOST_DATABASE_URL": self.database_url}
+        command = [
+            "-c",
+            "from agentcost.cli import main; main()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",  # no access log line per request, as a production deployment would run
+        ]
+        with self.log_path.open("wb") as log_file:  # the child keeps its own copy of the fd
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, *command, env=env, cwd=ROOT, stdout=log_file, stderr=log_file
+            )
+        await self._wait_ready()
+        return self
+
+    async def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=5) as client:
+            while time.monotonic() < deadline:
+                if self._process is None or self._process.returncode is not None:
+                    break
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/api/ready")).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+        await self.stop()
+        output = self.log_path.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"server did not become ready:\n{output}")
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    async def stop(self) -> None:
+        """Graceful shutdown (SIGINT, as Ctrl-C), then a kill if it hangs; only our own pid."""
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.wait(), 15)
+        except TimeoutError:
+            process.kill()
+            await asyncio.wait_for(process.wait(), 5)
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+        self.log_path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bulk data through the services
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What the generated data looks like: enough groups for the analytics to have work."""
+
+    models: tuple[tuple[str, str], ...] = (
+        ("gpt-4.1", "openai"),
+        ("gpt-4.1-mini", "openai"),
+        ("claude-sonnet-4-5", "anthropic"),
+        ("claude-haiku-4-5", "anthropic"),
+        ("gemini-2.5-flash", "google"),
+        ("acme-llama-3.1-70b-ft", "self-hosted"),
+    )
+    prompts: tuple[str, ...] = ("support-bot", "summarizer", "code-review")
+    versions: int = 3
+    projects: tuple[str, ...] = ("support-portal", "content-pipeline", "dev-tools", "playground")
+    tags: tuple[str, ...] = ("hallucination", "too-long", "off-topic", "formatting", "refusal")
+    days: int = 90
+    unknown_trace_share: float = 0.01  # feedback whose trace never arrives
+    call_feedback_share: float = 0.03  # feedback that names one call
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    traces: int
+    calls: int
+    feedback: int
+    seconds: float
+    trace_seconds: float
+    feedback_seconds: float
+
+    def describe(self) -> str:
+        rows = self.traces + self.calls + self.feedback
+        return (
+            f"generated {self.traces:,} traces / {self.calls:,} calls / {self.feedback:,} feedback "
+            f"in {self.seconds:.1f} s (traces {self.trace_seconds:.1f} s, feedback "
+            f"{self.feedback_seconds:.1f} s; {rows / self.seconds:,.0f} rows/s)"
+        )
+
+
+def bench_trace_id(index: int) -> str:
+    """Ids of generated traces, so benchmarks can name one (trace score, trace detail)."""
+    return f"bench-trace-{index:08d}"
+
+
+async def generate(
+    db: Database,
+    *,
+    traces: int,
+    feedback: int,
+    seed: int = 1,
+    shape: Shape = Shape(),
+    batch_traces: int = 2000,
+    batch_feedback: int = 5000,
+    progress: Callable[[str], None] | None = None,
+) -> Generated:
+    """``traces`` traces (1-3 calls each) and ``feedback`` items, through the services' ingest
+    and submit in large batches, i.e. the code path every client's writes take.
+
+    Token counts are drawn from a coarse grid so the price cache serves most calls: pricing an
+    unseen (model, tokens) pair is far slower than storing it and would dominate the timing.
+    """
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    span = shape.days * 86_400
+    started = time.perf_counter()
+    calls = 0
+    for begin in range(0, traces, batch_traces):
+        events = []
+        for index in range(begin, min(traces, begin + batch_traces)):
+            model, provider = rng.choice(shape.models)
+            prompt = rng.choice(shape.prompts)
+            at = now - timedelta(seconds=rng.random() * span)
+            for step in range(rng.choice((1, 1, 2, 3))):
+                events.append(
+                    TraceEvent.model_validate(
+                        {
+                            "trace_id": bench_trace_id(index),
+                            "call_id": f"c{step}",
+                            "project": rng.choice(shape.projects),
+                            "model": model,
+                            "provider": provider,
+                            "input_tokens": 200 * rng.randint(1, 20),
+                            "output_tokens": 50 * rng.randint(1, 15),
+                            "latency_ms": rng.uniform(200, 4000),
+                            "session_id": f"s{index // 4}",
+                            "timestamp": at + timedelta(seconds=step),
+                            "prompt_id": prompt,
+                            "prompt_version": rng.randint(1, shape.versions),
+                        }
+                    )
+                )
+        calls += len(events)
+        await traces_service.ingest(db, org_id=ORG, events=events)
+        if progress:
+            progress(f"traces {min(traces, begin + batch_traces):,}/{traces:,}")
+    trace_seconds = time.perf_counter() - started
+
+    sources = list(FeedbackSource)
+    for begin in range(0, feedback, batch_feedback):
+        items = []
+        for _ in range(begin, min(feedback, begin + batch_feedback)):
+            if rng.random() < shape.unknown_trace_share:
+                trace_id = f"bench-missing-{rng.getrandbits(48):012x}"
+            else:
+                trace_id = bench_trace_id(rng.randrange(traces))
+            score = rng.choices((1, 0, -1), weights=(75, 5, 20))[0]
+            items.append(
+                FeedbackCreate.model_validate(
+                    {
+                        "trace_id": trace_id,
+                        "call_id": "c0" if rng.random() < shape.call_feedback_share else None,
+                        "score": score,
+                        "source": rng.choice(sources),
+                        "user_id": f"user-{rng.randrange(5000)}",
+                        "tags": [rng.choice(shape.tags)] if score < 0 else None,
+                        "comment": "too long" if score < 0 and rng.random() < 0.3 else None,
+                    }
+                )
+            )
+        await feedback_service.submit(db, org_id=ORG, items=items)
+        if progress:
+            progress(f"feedback {min(feedback, begin + batch_feedback):,}/{feedback:,}")
+    total = time.perf_counter() - started
+    return Generated(traces, calls, feedback, total, trace_seconds, total - trace_seconds)
+
+
+async def refresh_statistics(db: Database) -> str:
+    """What a production database has after a bulk load: PostgreSQL's planner statistics.
+
+    Autovacuum would ANALYZE within a minute of the load, but it is off on this machine's
+    cluster (conf.d/90-ci.conf), and without statistics PostgreSQL sorts every feedback row for
+    a 100-row page. SQLite gathers none unless the application asks, and the service does not.
+    """
+    if db.is_sqlite:
+        return "SQLite: no ANALYZE (the service never runs one)"
+    started = time.perf_counter()
+    async with db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.exec_driver_sql("ANALYZE")
+    return f"PostgreSQL: ANALYZE after the load ({time.perf_counter() - started:.1f} s)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Load
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One kind of request; ``{tag}``, ``{conn}`` and ``{n}`` in the body make each unique."""
+
+    method: str
+    path: str
+    body: str | None = None  # JSON text; the placeholders are filled per request
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    tool: str
+    requests: int  # answered
+    ok: int  # 2xx answers
+    errors: int  # non-2xx answers and socket errors
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+async def run_load(
+    base_url: str,
+    request: Request,
+    *,
+    tag: str,
+    connections: int = 32,
+    seconds: float = 10.0,
+    max_requests: int = 2_000_000,
+    tool: str = "auto",
+) -> LoadResult:
+    """Keep ``connections`` connections busy with ``request`` for ``seconds``.
+
+    wrk (C, event loop) is preferred: a Python client on the same two cores would take CPU from
+    the server and measure itself. The Python fallback stops at ``max_requests`` too; wrk is
+    bounded by its duration.
+    """
+    if tool == "wrk" or (tool == "auto" and wrk_available()):
+        return await _run_wrk(base_url, request, tag, connections, seconds)
+    return await _run_python(base_url, request, tag, connections, seconds, max_requests)
+
+
+_WRK_SCRIPT = """
+local counter = 0
+local threads = {}
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+  table.insert(threads, thread)
+end
+local n = 0
+local template = %(template)s
+local headers = {["Content-Type"] = "application/json"}
+function request()
+  n = n + 1
+  if template == nil then
+    return wrk.format(%(method)s, %(path)s)
+  end
+  local body = template:gsub("{conn}", tostring(tid)):gsub("{n}", tostring(n))
+  return wrk.format(%(method)s, %(path)s, headers, body)
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %%d, "duration_us": %%d, "status_errors": %%d, ' ..
+    '"socket_errors": %%d, "p50_us": %%d, "p99_us": %%d}\\n',
+    summary.requests, summary.duration, e.status, e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid Lua string literal for our text
+
+
+async def _run_wrk(
+    base_url: str, request: Request, tag: str, connections: int, seconds: float
+) -> LoadResult:
+    template = "nil" if request.body is None else _lua_string(request.body.replace("{tag}", tag))
+    script = _WRK_SCRIPT % {
+        "template": template,
+        "method": _lua_string(request.method),
+        "path": _lua_string(request.path),
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
+        lua.write(script)
+        lua.flush()
+        threads = min(connections, max(1, os.cpu_count() or 1))
+        proc = await asyncio.create_subprocess_exec(
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            lua.name,
+            base_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
+    text = out.decode()
+    line = next((x for x in text.splitlines() if x.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{text}")
+    data = json.loads(line.removeprefix("WRK_JSON "))
+    errors = data["status_errors"] + data["socket_errors"]
+    return LoadResult(
+        tool="wrk",
+        requests=data["requests"],
+        ok=data["requests"] - data["status_errors"],
+        errors=errors,
+        seconds=data["duration_us"] / 1e6,
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+    )
+
+
+async def _run_python(
+    base_url: str,
+    request: Request,
+    tag: str,
+    connections: int,
+    seconds: float,
+    max_requests: int,
+) -> LoadResult:
+    """Raw HTTP/1.1 keep-alive over asyncio streams, one task per connection.
+
+    httpx's pool tops out near 150 requests/s at 32 connections on this machine, slower than
+    the routes it would measure; writing the request bytes by hand keeps the client cheap.
+    """
+    url = httpx.URL(base_url)
+    host, port = url.host, url.port or 80
+    template = None if request.body is None else request.body.replace("{tag}", tag)
+    latencies: list[float] = []
+    ok = errors = issued = 0
+
+    def encode(body: str | None) -> bytes:
+        head = f"{request.method} {request.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        if body is None:
+            return (head + "\r\n").encode()
+        data = body.encode()
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        return head.encode() + data
+
+    async def worker(conn: int, deadline: float) -> None:
+        nonlocal ok, errors, issued
+        streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        n = 0
+        while time.monotonic() < deadline and issued < max_requests:
+            issued += 1
+            n += 1
+            body = None
+            if template is not None:
+                body = template.replace("{conn}", str(conn)).replace("{n}", str(n))
+            sent = time.perf_counter()
+            try:
+                if streams is None:
+                    streams = await asyncio.open_connection(host, port)
+                reader, writer = streams
+                writer.write(encode(body))
+                status = await asyncio.wait_for(_read_response(reader), 10)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError):
+                errors += 1
+                if streams is not None:
+                    streams[1].close()
+                streams = None
+                continue
+            latencies.append(time.perf_counter() - sent)
+            if 200 <= status < 300:
+                ok += 1
+            else:
+                errors += 1
+        if streams is not None:
+            streams[1].close()
+
+    started = time.perf_counter()
+    deadline = time.monotonic() + seconds
+    await asyncio.gather(*(worker(c, deadline) for c in range(connections)))
+    return LoadResult(
+        tool="python",
+        requests=len(latencies),
+        ok=ok,
+        errors=errors,
+        seconds=time.perf_counter() - started,
+        p50_ms=percentile(latencies, 50) * 1000,
+        p99_ms=percentile(latencies, 99) * 1000,
+    )
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    """Read one response (Content-Length or chunked body) and return its status code."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            await reader.readexactly(size + 2)
+        await reader.readuntil(b"\r\n")
+    else:
+        await reader.readexactly(int(headers.get("content-length", "0")))
+    return status
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile; 0 for no values (a run that answered nothing)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, round(pct / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+async def time_route(
+    client: httpx.AsyncClient, path: str, *, runs: int, warmup: int = 1
+) -> tuple[float, httpx.Response]:
+    """Median wall time in ms of ``runs`` sequential GETs (after ``warmup``), and a response."""
+    for _ in range(warmup):
+        await client.get(path)
+    times = []
+    for _ in range(max(1, runs)):
+        sent = time.perf_counter()
+        response = await client.get(path)
+        times.append((time.perf_counter() - sent) * 1000)
+    response.raise_for_status()
+    return statistics.median(times), response
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A Markdown table, so printed figures paste straight into bench/README.md."""
+    cells = [list(map(str, header)), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
