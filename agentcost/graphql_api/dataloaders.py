@@ -1,0 +1,64 @@
+"""Per-request DataLoaders: each batches the keys one resolver tick asks for into one service call.
+
+A page of traces asking for calls, feedback and score therefore costs one statement per kind of
+nested field, whatever the page size. Loaders are created per request (never shared), so one
+request's cache cannot leak another's data or another organisation's rows.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from strawberry.dataloader import DataLoader
+
+from agentcost.db import Database
+from agentcost.models import CallPublic, FeedbackPublic, TracePublic, TraceScore
+from agentcost.services import feedback, quality, traces
+
+CallKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaders:
+    trace: DataLoader[str, TracePublic | None]
+    call: DataLoader[CallKey, CallPublic | None]
+    calls_of_trace: DataLoader[str, list[CallPublic]]
+    feedback: DataLoader[str, FeedbackPublic | None]
+    feedback_of_trace: DataLoader[str, list[FeedbackPublic]]
+    score: DataLoader[str, TraceScore]
+
+
+def create_loaders(db: Database, org_id: str) -> Loaders:
+    """Loaders bound to one database and one organisation, answering in key order."""
+
+    async def load_traces(keys: Sequence[str]) -> list[TracePublic | None]:
+        found = await traces.get_traces(db, org_id=org_id, trace_ids=keys)
+        return [found.get(key) for key in keys]
+
+    async def load_calls(keys: Sequence[CallKey]) -> list[CallPublic | None]:
+        found = await traces.get_calls_by_ids(db, org_id=org_id, keys=keys)
+        return [found.get(key) for key in keys]
+
+    async def load_calls_of_traces(keys: Sequence[str]) -> list[list[CallPublic]]:
+        found = await traces.get_calls(db, org_id=org_id, trace_ids=keys)
+        return [found[key] for key in keys]
+
+    async def load_feedback(keys: Sequence[str]) -> list[FeedbackPublic | None]:
+        found = await feedback.get_many(db, org_id=org_id, feedback_ids=keys)
+        return [found.get(key) for key in keys]
+
+    async def load_feedback_of_traces(keys: Sequence[str]) -> list[list[FeedbackPublic]]:
+        found = await feedback.for_traces(db, org_id=org_id, trace_ids=keys)
+        return [found[key] for key in keys]
+
+    async def load_scores(keys: Sequence[str]) -> list[TraceScore]:
+        found = await quality.trace_scores(db, org_id=org_id, trace_ids=keys)
+        return [found[key] for key in keys]
+
+    return Loaders(
+        trace=DataLoader(load_fn=load_traces),
+        call=DataLoader(load_fn=load_calls),
+        calls_of_trace=DataLoader(load_fn=load_calls_of_traces),
+        feedback=DataLoader(load_fn=load_feedback),
+        feedback_of_trace=DataLoader(load_fn=load_feedback_of_traces),
+        score=DataLoader(load_fn=load_scores),
+    )

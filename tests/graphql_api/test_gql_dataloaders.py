@@ -1,0 +1,108 @@
+"""A page of traces with calls, feedback and score costs a fixed number of SQL statements."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from agentcost.db import Database
+from agentcost.graphql_api import schema
+from agentcost.graphql_api.context import Context
+from agentcost.models import FeedbackCreate, TraceEvent
+from agentcost.services import feedback, traces
+
+pytestmark = pytest.mark.anyio
+
+NESTED = """
+query($first: Int!) {
+  traces(first: $first) {
+    edges {
+      node {
+        traceId cost
+        calls { callId model cost }
+        feedback { feedbackId score trace { traceId } }
+        score { total score }
+      }
+    }
+    pageInfo { hasNextPage }
+  }
+}
+"""
+# Transaction control is not a query; SQLite's BEGIN is issued through the cursor, asyncpg's not.
+_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@contextmanager
+def counting(db: Database) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if not sql.lstrip().upper().startswith(_CONTROL):
+            statements.append(sql)
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def seed(db: Database, n: int) -> None:
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    events = [
+        TraceEvent(
+            trace_id=f"t{i:03}",
+            call_id=f"c{i}-{j}",
+            model="gpt-4.1" if j == 0 else "gpt-4.1-mini",
+            cost=0.001 * (j + 1),
+            timestamp=start + timedelta(minutes=i, seconds=j),
+        )
+        for i in range(n)
+        for j in range(2)
+    ]
+    await traces.ingest(db, org_id="default", events=events)
+    votes = [
+        FeedbackCreate(trace_id=f"t{i:03}", score=1 if j else -1, id=f"f{i}-{j}")
+        for i in range(n)
+        for j in range(2)
+    ]
+    await feedback.submit(db, org_id="default", items=votes)
+
+
+async def run_page(db: Database, first: int) -> tuple[dict[str, Any], list[str]]:
+    with counting(db) as statements:
+        result = await schema.execute(
+            NESTED, variable_values={"first": first}, context_value=Context.create(db, "default")
+        )
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    return result.data, statements
+
+
+async def test_fifty_nested_traces_cost_at_most_five_statements(db: Database) -> None:
+    await seed(db, 60)
+    page, statements = await run_page(db, 50)
+    edges = page["traces"]["edges"]
+    assert len(edges) == 50
+    assert page["traces"]["pageInfo"]["hasNextPage"] is True
+    newest = edges[0]["node"]
+    assert newest["traceId"] == "t059"
+    assert [c["callId"] for c in newest["calls"]] == ["c59-0", "c59-1"]
+    assert sorted(f["score"] for f in newest["feedback"]) == [-1, 1]
+    assert {f["trace"]["traceId"] for f in newest["feedback"]} == {"t059"}
+    assert newest["score"] == {"total": 2, "score": 0.0}
+    assert all(len(e["node"]["calls"]) == 2 for e in edges)
+    assert len(statements) <= 5, statements
+    # The list, then one statement each for calls, feedback and scores; the feedback's
+    # trace comes from the loader the list primed.
+    assert len(statements) == 4
+
+
+async def test_statement_count_does_not_grow_with_the_page(db: Database) -> None:
+    await seed(db, 60)
+    _, small = await run_page(db, 5)
+    _, large = await run_page(db, 50)
+    assert len(small) == len(large) == 4
