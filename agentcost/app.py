@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from agentcost import __version__
 from agentcost.db import Database
+from agentcost.graphql_api import create_graphql_router
 from agentcost.migrate import upgrade
 from agentcost.rest_api import install_error_handlers, router
 from agentcost.settings import Settings, get_settings
@@ -38,4 +39,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(create_graphql_router())
     return app

@@ -48,6 +48,30 @@ def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
     typer.echo(f"database at {revision}")
 
 
+@app.command()
+def demo(
+    traces: Annotated[int, typer.Option(min=1, max=1_000_000, help="Traces to create.")] = 2000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same data set.")] = 42,
+) -> None:
+    """Fill the configured database with a realistic demo data set (migrates first)."""
+    from agentcost.db import Database
+    from agentcost.demo import DemoStats, seed_demo
+    from agentcost.migrate import upgrade
+
+    settings = get_settings()
+
+    async def run() -> DemoStats:
+        db = Database.from_settings(settings)
+        try:
+            await upgrade(db)
+            return await seed_demo(db, org_id=settings.default_org, traces=traces, seed=seed)
+        finally:
+            await db.dispose()
+
+    typer.echo(asyncio.run(run()).describe())
+    typer.echo(f"Try: curl localhost:{settings.port}/api/feedback/quality/models")
+
+
 @app.command("export-openapi")
 def export_openapi(
     path: Annotated[Path, typer.Option(help="Where to write the OpenAPI document.")] = Path(
@@ -63,6 +87,25 @@ def openapi_json() -> str:
     from agentcost.app import create_app
 
     return json.dumps(create_app().openapi(), indent=2, sort_keys=True) + "\n"
+
+
+@app.command("export-schema")
+def export_schema(
+    path: Annotated[Path, typer.Option(help="Where to write the GraphQL SDL.")] = Path(
+        "schema.graphql"
+    ),
+) -> None:
+    """Write the GraphQL SDL generated from the code-first schema (committed as schema.graphql)."""
+    path.write_text(schema_sdl())
+    typer.echo(f"wrote {path}")
+
+
+def schema_sdl() -> str:
+    from strawberry.printer import print_schema
+
+    from agentcost.graphql_api import schema
+
+    return print_schema(schema) + "\n"
 
 
 def main() -> None:

@@ -84,9 +84,9 @@ def parse_batch(model: type[M], raw: Any, *, wrapper: str) -> list[M]:
     if isinstance(raw, dict) and set(raw) == {wrapper}:
         raw = raw[wrapper]
     if not isinstance(raw, list):
-        raise InvalidInput.single("", f'must be a list or {{"{wrapper}": [...]}}')
+        raise InvalidInput.single(wrapper, f'must be a list or {{"{wrapper}": [...]}}')
     if not 1 <= len(raw) <= MAX_BATCH:
-        raise InvalidInput.single("", f"must hold between 1 and {MAX_BATCH} items")
+        raise InvalidInput.single(wrapper, f"must hold between 1 and {MAX_BATCH} items")
     items: list[M] = []
     errors: list[FieldError] = []
     for index, item in enumerate(raw):

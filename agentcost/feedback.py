@@ -115,7 +115,8 @@ class FeedbackService:
                 "comment": comment,
                 "source": source,
                 "user_id": user_id,
-                "tags": None if tags is None else list(tags),
+                # A lone string is not a list of tags (list("abc") would be three tags).
+                "tags": tags if tags is None or isinstance(tags, str) else list(tags),
                 "metadata": metadata,
                 "id": id,
                 "call_id": call_id,

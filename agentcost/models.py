@@ -276,12 +276,13 @@ class FeedbackUpdate(_Input):
     def _score(cls, value: Any) -> int:
         return _check_score(value)
 
-    @model_validator(mode="after")
-    def _required_stay_set(self) -> "FeedbackUpdate":
-        for name in ("score", "source"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be cleared")
-        return self
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_stays_set(cls, value: Any) -> Any:
+        # Per field (not per model) so the error names "source"; a null score fails _score.
+        if value is None:
+            raise ValueError("cannot be cleared")
+        return value
 
 
 _VERSION = re.compile(r"^[vV]?(\d{1,9})$")
@@ -309,8 +310,11 @@ class TraceEvent(BaseModel):
     provider: Name | None = None
     input_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
     output_tokens: int = Field(default=0, ge=0, le=MAX_TOKENS, strict=True)
-    cost: float | None = Field(default=None, ge=0, le=MAX_COST, allow_inf_nan=False)
-    latency_ms: float | None = Field(default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)
+    # strict: true/false or "0.5" are not costs (ints and floats are).
+    cost: float | None = Field(default=None, ge=0, le=MAX_COST, allow_inf_nan=False, strict=True)
+    latency_ms: float | None = Field(
+        default=None, ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False, strict=True
+    )
     status: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "success"
     error: Comment | None = None
     agent_id: Identifier | None = None
@@ -340,7 +344,10 @@ class TraceEvent(BaseModel):
             self.prompt_version = _prompt_version(meta["prompt_version"])
         if self.goal_id is not None:
             meta.setdefault("goal_id", self.goal_id)
-        self.metadata = _check_metadata(meta)
+        try:
+            self.metadata = _check_metadata(meta)
+        except ValueError as exc:  # extra fields live in metadata: name it in the reason
+            raise ValueError(f"metadata (with the event's extra fields) {exc}") from None
         return self
 
 

@@ -33,6 +33,8 @@ async def _request_validation(_: Request, exc: RequestValidationError) -> JSONRe
             field = "body"  # pydantic's location is a character offset, no field
         elif location not in _LOCATIONS:
             field = err.field
+        elif not field:
+            field = location  # the whole body (or query) is wrong: name it, never ""
         errors.append(FieldError(field, err.reason))
     return _render(errors)
 

@@ -103,6 +103,23 @@ async def get(db: Database, *, org_id: str, feedback_id: str) -> FeedbackPublic:
     return FeedbackPublic.model_validate(row)
 
 
+async def get_many(
+    db: Database, *, org_id: str, feedback_ids: Sequence[str]
+) -> dict[str, FeedbackPublic]:
+    """Feedback by id in one statement (for DataLoaders); unknown ids are absent."""
+    if not feedback_ids:
+        return {}
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(feedback).where(
+                    feedback.c.org_id == org_id, feedback.c.id.in_(set(feedback_ids))
+                )
+            )
+        ).mappings()
+        return {row["id"]: FeedbackPublic.model_validate(row) for row in rows}
+
+
 async def update_feedback(
     db: Database, *, org_id: str, feedback_id: str, changes: FeedbackUpdate
 ) -> FeedbackPublic:
@@ -174,10 +191,13 @@ async def list_feedback(
     async with db.read() as conn:
         rows = (await conn.execute(stmt)).mappings().all()
     page = [FeedbackPublic.model_validate(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        next_cursor = cursors.encode(_FEEDBACK_CURSOR, page[-1].created_at, page[-1].id)
+    next_cursor = feedback_cursor(page[-1]) if len(rows) > limit else None
     return page, next_cursor
+
+
+def feedback_cursor(item: FeedbackPublic) -> str:
+    """The cursor that continues the listing after this item (GraphQL edges)."""
+    return cursors.encode(_FEEDBACK_CURSOR, item.created_at, item.id)
 
 
 async def for_traces(

@@ -6,10 +6,18 @@ time, listings of feedback by the feedback's ``created_at``.
 """
 
 from datetime import datetime
-from typing import Annotated, Self
+from enum import StrEnum
+from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import ColumnElement, and_
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from sqlalchemy import ColumnElement, and_, exists, func, select
 
 from agentcost.models import FeedbackSource, Identifier, Name, Tag, as_utc
 from agentcost.services.sql import feedback, json_array_contains, traces
@@ -23,11 +31,14 @@ class _Filter(BaseModel):
     since: UTC | None = Field(default=None, description="Inclusive lower bound (ISO 8601).")
     until: UTC | None = Field(default=None, description="Exclusive upper bound (ISO 8601).")
 
-    @model_validator(mode="after")
-    def _window(self) -> Self:
-        if self.since and self.until and self.since >= self.until:
+    @field_validator("until")
+    @classmethod
+    def _window(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        # A field validator (not a model one) so the error names the field: "until".
+        since = info.data.get("since")
+        if since and until and since >= until:
             raise ValueError("since must be earlier than until")
-        return self
+        return until
 
 
 MAX_PAGE = 1000
@@ -51,6 +62,35 @@ class TraceFilter(_Filter):
     model: Name | None = None
     prompt_id: Name | None = None
     prompt_version: int | None = Field(default=None, ge=0)
+
+
+class TraceOrder(StrEnum):
+    """Sort orders of a trace listing; each pages with keyset cursors of its own."""
+
+    TIME = "time"  # newest first
+    COST = "cost"  # costliest first, traces of unknown cost last
+
+
+class ScoreFilter(BaseModel):
+    """Which traces by their votes: bounds on the mean score, and whether any vote exists.
+
+    The bounds apply to the unrounded mean (TraceScore.score shows it to 3 decimals); a trace
+    without votes has no score, so any bound excludes it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
+    max_score: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False)
+    has_feedback: bool | None = None
+
+    @field_validator("max_score")
+    @classmethod
+    def _range(cls, max_score: float | None, info: ValidationInfo) -> float | None:
+        min_score = info.data.get("min_score")
+        if min_score is not None and max_score is not None and min_score > max_score:
+            raise ValueError("must not be below min_score")
+        return max_score
 
 
 class FeedbackFilter(_Filter):
@@ -93,6 +133,22 @@ def trace_conditions(f: TraceFilter) -> list[ColumnElement[bool]]:
     ):
         if value is not None:
             conditions.append(column == value)
+    return conditions
+
+
+def score_conditions(f: ScoreFilter) -> list[ColumnElement[bool]]:
+    """Conditions on traces by their own votes (same org, same trace), as correlated subqueries."""
+    same_trace = (feedback.c.org_id == traces.c.org_id, feedback.c.trace_id == traces.c.trace_id)
+    conditions: list[ColumnElement[bool]] = []
+    if f.has_feedback is not None:
+        voted = exists().where(*same_trace)
+        conditions.append(voted if f.has_feedback else ~voted)
+    if f.min_score is not None or f.max_score is not None:
+        mean = select(func.avg(feedback.c.score)).where(*same_trace).scalar_subquery()
+        if f.min_score is not None:
+            conditions.append(mean >= f.min_score)
+        if f.max_score is not None:
+            conditions.append(mean <= f.max_score)
     return conditions
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, exists, func, or_, select, tuple_
+from sqlalchemy import and_, case, exists, func, or_, select, tuple_
 from sqlalchemy.engine import RowMapping
 
 from agentcost import pricing
@@ -26,10 +26,17 @@ from agentcost.models import (
     utcnow,
 )
 from agentcost.services import cursors
-from agentcost.services.filters import TraceFilter, trace_conditions
+from agentcost.services.filters import (
+    ScoreFilter,
+    TraceFilter,
+    TraceOrder,
+    score_conditions,
+    trace_conditions,
+)
 from agentcost.services.sql import calls, feedback, insert_for, json_merge, traces
 
 _TRACE_CURSOR = "trace"
+_COST_CURSOR = "trace-cost"
 
 
 @dataclass(slots=True)
@@ -242,24 +249,62 @@ async def get_traces(
 
 
 async def list_traces(
-    db: Database, *, org_id: str, filters: TraceFilter, limit: int, cursor: str | None = None
+    db: Database,
+    *,
+    org_id: str,
+    filters: TraceFilter,
+    limit: int,
+    cursor: str | None = None,
+    scores: ScoreFilter | None = None,
+    order: TraceOrder = TraceOrder.TIME,
 ) -> tuple[list[TracePublic], str | None]:
-    """Newest first; the second value is the cursor of the next page, None on the last page."""
+    """Newest (or costliest) first; the second value is the next page's cursor, None at the end.
+
+    ``scores`` narrows by the traces' votes. A cursor belongs to one order: one issued for the
+    other order is an input error rather than a silently wrong page.
+    """
     stmt = select(traces).where(traces.c.org_id == org_id, *trace_conditions(filters))
-    if cursor is not None:
-        started, trace_id = cursors.decode(_TRACE_CURSOR, cursor, sort_type=datetime)
-        stmt = stmt.where(
-            tuple_(traces.c.started_at, traces.c.trace_id) < tuple_(started, trace_id)
+    if scores is not None:
+        stmt = stmt.where(*score_conditions(scores))
+    if order is TraceOrder.COST:
+        stmt = _after_cost_cursor(stmt, cursor).order_by(
+            traces.c.cost.desc().nulls_last(), traces.c.trace_id.desc()
         )
-    stmt = stmt.order_by(traces.c.started_at.desc(), traces.c.trace_id.desc()).limit(limit + 1)
+    else:
+        if cursor is not None:
+            started, trace_id = cursors.decode(_TRACE_CURSOR, cursor, sort_type=datetime)
+            stmt = stmt.where(
+                tuple_(traces.c.started_at, traces.c.trace_id) < tuple_(started, trace_id)
+            )
+        stmt = stmt.order_by(traces.c.started_at.desc(), traces.c.trace_id.desc())
     async with db.read() as conn:
-        rows = (await conn.execute(stmt)).mappings().all()
+        rows = (await conn.execute(stmt.limit(limit + 1))).mappings().all()
     page = [trace_public(r) for r in rows[:limit]]
-    next_cursor = None
-    if len(rows) > limit:
-        last = page[-1]
-        next_cursor = cursors.encode(_TRACE_CURSOR, last.started_at, last.trace_id)
+    next_cursor = trace_cursor(page[-1], order) if len(rows) > limit else None
     return page, next_cursor
+
+
+def trace_cursor(trace: TracePublic, order: TraceOrder = TraceOrder.TIME) -> str:
+    """The cursor that continues a listing in ``order`` after this trace (GraphQL edges)."""
+    if order is TraceOrder.COST:
+        return cursors.encode(_COST_CURSOR, trace.cost, trace.trace_id)
+    return cursors.encode(_TRACE_CURSOR, trace.started_at, trace.trace_id)
+
+
+def _after_cost_cursor(stmt: Any, cursor: str | None) -> Any:
+    """Rows after the cursor in (cost DESC NULLS LAST, trace_id DESC) order."""
+    if cursor is None:
+        return stmt
+    cost, trace_id = cursors.decode(_COST_CURSOR, cursor, sort_type=float)
+    if cost is None:
+        return stmt.where(traces.c.cost.is_(None), traces.c.trace_id < trace_id)
+    return stmt.where(
+        or_(
+            traces.c.cost < cost,
+            and_(traces.c.cost == cost, traces.c.trace_id < trace_id),
+            traces.c.cost.is_(None),
+        )
+    )
 
 
 async def get_calls(
@@ -280,6 +325,24 @@ async def get_calls(
         for row in rows:
             result[row["trace_id"]].append(CallPublic.model_validate(row))
     return result
+
+
+async def get_calls_by_ids(
+    db: Database, *, org_id: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], CallPublic]:
+    """Calls by (trace_id, call_id) in one statement (for node lookups); unknown keys are absent."""
+    if not keys:
+        return {}
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(calls).where(
+                    calls.c.org_id == org_id,
+                    tuple_(calls.c.trace_id, calls.c.call_id).in_(set(keys)),
+                )
+            )
+        ).mappings()
+        return {(row["trace_id"], row["call_id"]): CallPublic.model_validate(row) for row in rows}
 
 
 def trace_public(row: RowMapping) -> TracePublic:

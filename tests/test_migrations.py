@@ -1,0 +1,154 @@
+"""Alembic builds every schema: on start, upgrading in place, and in step with the models."""
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+import agentcost.models  # noqa: F401  (the tables)
+from agentcost.app import create_app
+from agentcost.db import Database
+from agentcost.migrate import alembic_config, upgrade
+from agentcost.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+TABLES = {"traces", "calls", "feedback"}
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+async def current_revision(db: Database) -> str | None:
+    async with db.read() as conn:
+        return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+
+
+async def start_app_and(settings: Settings, requests: list[tuple[str, str, Any]]) -> list[Any]:
+    app = create_app(settings)
+    answers = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            for method, path, body in requests:
+                r = await c.request(method, path, json=body)
+                assert r.status_code < 300, r.text
+                answers.append(r.json())
+    return answers
+
+
+async def test_start_migrates_and_a_second_start_keeps_the_data(settings: Settings) -> None:
+    await start_app_and(
+        settings,
+        [
+            ("POST", "/api/trace", {"trace_id": "kept", "model": "gpt-4.1", "cost": 0.25}),
+            ("POST", "/api/feedback", {"id": "vote", "trace_id": "kept", "score": 1}),
+        ],
+    )
+    db = Database.from_settings(settings)
+    try:
+        assert await current_revision(db) == head_revision()
+    finally:
+        await db.dispose()
+    trace, vote = await start_app_and(
+        settings, [("GET", "/api/traces/kept", None), ("GET", "/api/feedback/vote", None)]
+    )
+    assert (trace["cost"], trace["score"]["total"]) == (0.25, 1)
+    assert vote["trace_id"] == "kept"
+
+
+async def test_upgrade_is_idempotent_and_in_place(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO feedback (org_id, id, trace_id, score, source, tags, metadata,"
+                " created_at, updated_at) VALUES ('default', 'raw', 't', 1, 'user', '[]', '{}',"
+                " '2025-01-01 00:00:00', '2025-01-01 00:00:00')"
+            )
+        )
+    await upgrade(db)
+    await upgrade(db)
+    assert await current_revision(db) == head_revision()
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM feedback"))).scalar() == 1
+
+
+@pytest.fixture
+def private_database_url(database_url: str) -> Iterator[str]:
+    """A database of this test's own (the shared PostgreSQL one must stay at head)."""
+    if database_url.startswith("sqlite"):
+        yield database_url
+        return
+    name = f"agentcost_mig_{uuid.uuid4().hex[:10]}"
+    url = make_url(database_url)
+    admin = url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_down_to_nothing_and_up_again(private_database_url: str) -> None:
+    """The migrations alone build every table, from an empty database to head and back."""
+    db = Database(private_database_url)
+    try:
+        assert await table_names(db) & TABLES == set()
+        await upgrade(db)
+        assert await table_names(db) >= TABLES
+        await downgrade_to(db, "base")
+        assert await table_names(db) & TABLES == set()
+        assert await current_revision(db) is None
+        await upgrade(db)
+        assert await table_names(db) >= TABLES
+        assert await current_revision(db) == head_revision()
+    finally:
+        await db.dispose()
+
+
+async def downgrade_to(db: Database, revision: str) -> None:
+    from alembic import command
+
+    def run(connection: Any) -> None:
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+    async with db.write() as conn:
+        await conn.run_sync(run)
+
+
+async def table_names(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+
+
+async def test_models_and_migrations_agree(db: Database) -> None:
+    """`alembic check`: autogenerate finds nothing to add on a database at head."""
+
+    def diff(connection: Any) -> list[Any]:
+        context = MigrationContext.configure(
+            connection,
+            opts={"compare_type": True, "render_as_batch": connection.dialect.name == "sqlite"},
+        )
+        return compare_metadata(context, SQLModel.metadata)
+
+    async with db.read() as conn:
+        differences = await conn.run_sync(diff)
+    assert differences == []
