@@ -110,6 +110,7 @@ class Trace(SQLModel, table=True):
     model: str = Col(max_length=MAX_NAME)
     provider: str | None = Col(default=None, max_length=MAX_NAME)
     primary_cost: float | None = None
+    primary_at: datetime | None = Col(default=None, sa_type=UTCDateTime)
     cost: float | None = None
     cost_computed: bool = False
     unpriced_calls: int = 0

@@ -2,6 +2,7 @@
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
@@ -18,6 +19,7 @@ import agentcost.models  # noqa: F401  (the tables)
 from agentcost.app import create_app
 from agentcost.db import Database
 from agentcost.migrate import alembic_config, upgrade
+from agentcost.services import sql, traces
 from agentcost.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -152,3 +154,69 @@ async def test_models_and_migrations_agree(db: Database) -> None:
     async with db.read() as conn:
         differences = await conn.run_sync(diff)
     assert differences == []
+
+
+async def test_upgrade_from_0001_keeps_traces_and_backfills_the_primary_call_time(
+    private_database_url: str,
+) -> None:
+    """A database written by the first release is upgraded in place, its rows kept and filled."""
+    db = Database(private_database_url)
+    try:
+        await upgrade(db, "0001")
+        t0 = datetime(2025, 1, 1, 10, 0, tzinfo=UTC)
+        t1 = t0 + timedelta(seconds=9)
+        async with db.write() as conn:
+            # Only columns release 0001 had; the tables' newer columns are left out.
+            await conn.execute(
+                insert(sql.traces).values(
+                    org_id="o",
+                    trace_id="t",
+                    project="p",
+                    metadata={},
+                    started_at=t0,
+                    ended_at=t1,
+                    model="big",
+                    primary_cost=0.5,
+                    cost=0.6,
+                    cost_computed=False,
+                    unpriced_calls=0,
+                    input_tokens=0,
+                    output_tokens=0,
+                    latency_ms=0.0,
+                    call_count=2,
+                    error_count=0,
+                    created_at=t0,
+                    updated_at=t0,
+                )
+            )
+            await conn.execute(
+                insert(sql.calls),
+                [
+                    {
+                        "org_id": "o",
+                        "trace_id": "t",
+                        "call_id": call_id,
+                        "model": model,
+                        "input_tokens": 0,
+                        "output_tokens": 0,
+                        "cost": cost,
+                        "cost_computed": False,
+                        "status": "success",
+                        "metadata": {},
+                        "timestamp": ts,
+                    }
+                    for call_id, model, cost, ts in (
+                        ("c1", "small", 0.1, t0),
+                        ("c2", "big", 0.5, t1),
+                    )
+                ],
+            )
+        await upgrade(db)
+        assert await current_revision(db) == head_revision()
+        trace = await traces.get_trace(db, org_id="o", trace_id="t")
+        assert (trace.model, trace.cost, trace.call_count) == ("big", 0.6, 2)
+        async with db.read() as conn:
+            primary_at = (await conn.execute(select(sql.traces.c.primary_at))).scalar()
+        assert primary_at == t1
+    finally:
+        await db.dispose()

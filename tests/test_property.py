@@ -150,10 +150,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             else:
                 carrier.update(fields)
         trace = RefTrace(trace_id, project, prompt_id, version, calls, split=False)
-        # Sending a trace's calls in two requests exercises the roll-up upsert; only when the
-        # costliest call is unique, since arrival order may break ties otherwise (see report).
-        ranks = sorted((-1.0 if c.cost is None else c.cost for c in calls), reverse=True)
-        trace.split = len(calls) > 1 and ranks[0] > ranks[1] and draw(st.booleans())
+        # Sending a trace's calls in two requests exercises the roll-up upsert, ties included.
+        trace.split = len(calls) > 1 and draw(st.booleans())
         traces[trace_id] = trace
 
     trace_ids = [*traces, "ghost-1", "ghost-2"]  # votes on traces that never arrive

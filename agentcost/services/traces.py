@@ -113,6 +113,7 @@ def _rollup(org_id: str, rows: Sequence[_CallRow], now: datetime) -> dict[str, A
         "model": primary["model"],
         "provider": primary["provider"],
         "primary_cost": primary["cost"],
+        "primary_at": primary["timestamp"],
         "cost": sum(known) if known else None,
         "cost_computed": any(v["cost_computed"] for v in ordered),
         "unpriced_calls": len(ordered) - len(known),
@@ -140,7 +141,13 @@ def _trace_upsert(dialect: str) -> Any:
     def add(name: str) -> Any:
         return old[name] + new[name]
 
-    newer_primary = func.coalesce(new.primary_cost, -1.0) > func.coalesce(old.primary_cost, -1.0)
+    # Costliest call first, the earlier one on a tie: the same answer in any arrival order.
+    new_rank = func.coalesce(new.primary_cost, -1.0)
+    old_rank = func.coalesce(old.primary_cost, -1.0)
+    newer_primary = or_(
+        new_rank > old_rank,
+        and_(new_rank == old_rank, new.primary_at < func.coalesce(old.primary_at, new.primary_at)),
+    )
     return stmt.on_conflict_do_update(
         index_elements=[old.org_id, old.trace_id],
         set_={
@@ -155,6 +162,7 @@ def _trace_upsert(dialect: str) -> Any:
             "model": case((newer_primary, new.model), else_=old.model),
             "provider": case((newer_primary, new.provider), else_=old.provider),
             "primary_cost": case((newer_primary, new.primary_cost), else_=old.primary_cost),
+            "primary_at": case((newer_primary, new.primary_at), else_=old.primary_at),
             "cost": case(
                 (old.cost.is_(None), new.cost),
                 (new.cost.is_(None), old.cost),

@@ -118,6 +118,18 @@ async def test_rollup_is_the_same_when_calls_arrive_one_by_one_in_any_order(db: 
         assert_multi_rollup(await traces.get_trace(db, org_id=o, trace_id="multi"))
 
 
+async def test_primary_model_tie_goes_to_the_earlier_call_in_any_arrival_order(
+    db: Database,
+) -> None:
+    early = {"trace_id": "tie", "model": "early-model", "cost": 0.002, "timestamp": T0.isoformat()}
+    late = {**early, "model": "late-model", "timestamp": (T0 + timedelta(seconds=5)).isoformat()}
+    for order in ([early, late], [late, early]):
+        o = org()
+        for event in order:
+            await ingest(db, o, event)
+        assert (await traces.get_trace(db, org_id=o, trace_id="tie")).model == "early-model"
+
+
 async def test_cost_is_computed_from_tokens_when_absent(db: Database) -> None:
     o = org()
     await ingest(
