@@ -5,11 +5,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from agentcost import __version__
 from agentcost.db import Database
 from agentcost.migrate import upgrade
 from agentcost.rest_api import install_error_handlers, router
+from agentcost.rest_api.deps import AuthState
 from agentcost.settings import Settings, get_settings
 
 log = logging.getLogger("agentcost")
@@ -23,6 +25,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.from_settings(settings)
         await upgrade(db)
         app.state.db = db
+        app.state.auth = AuthState(settings)
         log.info("database ready: %s", db.url.render_as_string(hide_password=True))
         try:
             yield
@@ -37,5 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
+        )
     app.include_router(router)
     return app
