@@ -3,9 +3,11 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from agentcost import __version__
 from agentcost.db import Database
@@ -15,6 +17,8 @@ from agentcost.rest_api.deps import AuthState
 from agentcost.settings import Settings, get_settings
 
 log = logging.getLogger("agentcost")
+
+WEB_DIR = Path(__file__).parent / "web"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,4 +53,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
         )
     app.include_router(router)
+    app.mount("/static", StaticFiles(directory=WEB_DIR, check_dir=True), name="static")
     return app

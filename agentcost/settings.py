@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins allowed to call the API from a browser."
     )
+    open_mode_recheck_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="While no API key exists, how often to re-check; a key created from the "
+        "CLI ends open access within this time.",
+    )
     rate_limit_per_minute: int | None = Field(
         default=None, ge=1, description="Requests per minute per API key; unset means no limit."
     )

@@ -20,12 +20,11 @@ class AuthState:
     """Per-app auth facts worth caching: whether keys exist, the token secret, the limiter.
 
     "Keys exist" is cached for good once true (keys are never deleted, only revoked); while
-    false it is re-read at most every ``open_check_seconds``, so a key created from the CLI
-    closes the open mode within that time.
+    false it is re-read at most every ``open_mode_recheck_seconds``, so a key created from the
+    CLI ends open access within that time without a query on every request.
     """
 
     settings: Settings
-    open_check_seconds: float = 1.0
     _keys_exist: bool = False
     _checked_at: float = field(default=-1e9)
     _token_secret: bytes | None = None
@@ -37,14 +36,11 @@ class AuthState:
 
     async def keys_exist(self, db: Database) -> bool:
         now = time.monotonic()
-        if not self._keys_exist and now - self._checked_at >= self.open_check_seconds:
+        recheck = self.settings.open_mode_recheck_seconds
+        if not self._keys_exist and now - self._checked_at >= recheck:
             self._keys_exist = await auth.any_key_exists(db)
             self._checked_at = now
         return self._keys_exist
-
-    def forget(self) -> None:
-        """Re-read whether keys exist on the next request (after creating one in-process)."""
-        self._checked_at = -1e9
 
     async def token_secret(self, db: Database) -> bytes:
         if self._token_secret is None:
