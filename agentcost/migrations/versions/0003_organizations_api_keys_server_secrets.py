@@ -1,7 +1,7 @@
 """organizations, api keys, server secrets
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-26 12:39:23.492311
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 
 import agentcost.models
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
