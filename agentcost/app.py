@@ -3,17 +3,23 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from agentcost import __version__
 from agentcost.db import Database
 from agentcost.graphql_api import create_graphql_router
 from agentcost.migrate import upgrade
 from agentcost.rest_api import install_error_handlers, router
+from agentcost.rest_api.deps import AuthState
 from agentcost.settings import Settings, get_settings
 
 log = logging.getLogger("agentcost")
+
+STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.from_settings(settings)
         await upgrade(db)
         app.state.db = db
+        app.state.auth = AuthState(settings)
         log.info("database ready: %s", db.url.render_as_string(hide_password=True))
         try:
             yield
@@ -38,6 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
+        )
     app.include_router(router)
     app.include_router(create_graphql_router())
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=True), name="static")
     return app

@@ -1,13 +1,22 @@
 """`agentcost serve | migrate | demo | export-openapi | export-schema`."""
 
 import asyncio
+import ipaddress
 import json
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
+from agentcost.db import Database
+from agentcost.errors import NotFound
+from agentcost.migrate import upgrade
+from agentcost.models import Scope
+from agentcost.services import auth
 from agentcost.settings import get_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -17,25 +26,77 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: settings.host]")] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: settings.port]")] = None,
     log_level: Annotated[str, typer.Option()] = "info",
+    insecure: Annotated[
+        bool, typer.Option(help="Serve without API keys on a non-loopback address.")
+    ] = False,
 ) -> None:
-    """Run the service (REST under /api, GraphQL at /graphql); migrates the database first."""
+    """Run the service (REST under /api, GraphQL at /graphql); migrates the database first.
+
+    With no API key created the service is open, which is safe only on a loopback address: on
+    any other address it refuses to start unless told --insecure.
+    """
     import uvicorn
 
     settings = get_settings()
+    host = host or settings.host
+    keys_exist = _run(_keys_exist())
+    if keys_exist:
+        typer.echo("API keys exist: every request needs Authorization: Bearer <key>.", err=True)
+    elif _is_loopback(host):
+        typer.echo(
+            f"No API key yet: open access, bound to loopback ({host}) only. "
+            "Create one with `agentcost keys create`.",
+            err=True,
+        )
+    elif insecure:
+        typer.echo(f"WARNING: no API key and bound to {host}: anyone can read and write.", err=True)
+    else:
+        typer.echo(
+            f"Refusing to serve on {host} without API keys: create one with "
+            "`agentcost keys create --org ORG --scope admin`, bind to 127.0.0.1, "
+            "or pass --insecure.",
+            err=True,
+        )
+        raise typer.Exit(2)
     uvicorn.run(
         "agentcost.app:create_app",
         factory=True,
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         log_level=log_level,
     )
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _with_db(work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run against the configured database, migrated first, and release it afterwards."""
+    db = Database.from_settings(get_settings())
+    try:
+        await upgrade(db)
+        return await work(db)
+    finally:
+        await db.dispose()
+
+
+async def _keys_exist() -> bool:
+    return await _with_db(auth.any_key_exists)
+
+
 @app.command()
 def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Upgrade the configured database to a revision (the service does this on start too)."""
-    from agentcost.db import Database
-    from agentcost.migrate import upgrade
 
     async def run() -> None:
         db = Database.from_settings(get_settings())
@@ -44,7 +105,7 @@ def migrate(revision: Annotated[str, typer.Argument()] = "head") -> None:
         finally:
             await db.dispose()
 
-    asyncio.run(run())
+    _run(run())
     typer.echo(f"database at {revision}")
 
 
@@ -54,21 +115,13 @@ def demo(
     seed: Annotated[int, typer.Option(help="The same seed gives the same data set.")] = 42,
 ) -> None:
     """Fill the configured database with a realistic demo data set (migrates first)."""
-    from agentcost.db import Database
-    from agentcost.demo import DemoStats, seed_demo
-    from agentcost.migrate import upgrade
+    from agentcost.demo import seed_demo
 
     settings = get_settings()
-
-    async def run() -> DemoStats:
-        db = Database.from_settings(settings)
-        try:
-            await upgrade(db)
-            return await seed_demo(db, org_id=settings.default_org, traces=traces, seed=seed)
-        finally:
-            await db.dispose()
-
-    typer.echo(asyncio.run(run()).describe())
+    stats = _run(
+        _with_db(lambda db: seed_demo(db, org_id=settings.default_org, traces=traces, seed=seed))
+    )
+    typer.echo(stats.describe())
     typer.echo(f"Try: curl localhost:{settings.port}/api/feedback/quality/models")
 
 
@@ -108,5 +161,52 @@ def schema_sdl() -> str:
     return print_schema(schema) + "\n"
 
 
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: create, list, revoke.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option(help="Organisation (tenant) the key belongs to.")],
+    scope: Annotated[Scope, typer.Option(help="ingest: write; read: query; admin: everything.")],
+    project: Annotated[str | None, typer.Option(help="Restrict the key to one project.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label to recognise the key by.")] = None,
+) -> None:
+    """Print a new key alone on stdout, once; only its hash is stored."""
+    key, info = _run(
+        _with_db(
+            lambda db: auth.create_key(db, org_id=org, scope=scope, project=project, name=name)
+        )
+    )
+    typer.echo(f"created key {info.id} (org {info.org_id}, scope {info.scope})", err=True)
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(org: Annotated[str | None, typer.Option()] = None) -> None:
+    """Keys with their id, org, scope, project and state (never the secret)."""
+    for key in _run(_with_db(lambda db: auth.list_keys(db, org_id=org))):
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        typer.echo(
+            f"{key.id}  org={key.org_id}  scope={key.scope}  project={key.project or '-'}  "
+            f"name={key.name or '-'}  {state}"
+        )
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str) -> None:
+    """Revoke a key at once; requests with it answer 401 from then on."""
+    try:
+        info = _run(_with_db(lambda db: auth.revoke_key(db, key_id=key_id)))
+    except NotFound:
+        typer.echo(f"no key with id {key_id}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {info.id} (org {info.org_id})")
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -97,3 +97,17 @@ def parse_batch(model: type[M], raw: Any, *, wrapper: str) -> list[M]:
     if errors:
         raise InvalidInput(errors)
     return items
+
+
+class Unauthorized(AgentCostError):
+    """No usable credential (missing, malformed, unknown, revoked, expired, tampered)."""
+
+
+class Forbidden(AgentCostError):
+    """A valid credential that does not allow this action."""
+
+
+class RateLimited(AgentCostError):
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(f"rate limit exceeded; retry after {retry_after} s")

@@ -446,6 +446,10 @@ class IngestResult(BaseModel):
     duplicates: int = Field(description="Events whose call_id was already stored (ignored).")
     trace_ids: list[str]
     call_ids: list[str]
+    feedback_token: str | None = Field(
+        default=None, description="Lets the end user's browser vote on this trace (single events)."
+    )
+    feedback_token_expires_at: datetime | None = None
 
 
 class QualityMetrics(BaseModel):
@@ -482,3 +486,69 @@ class FeedbackSummary(QualityMetrics):
         description="Feedback whose trace has not arrived: counted here, not in per-model groups."
     )
     by_source: dict[str, int]
+
+
+# ---------------------------------------------------------------------------------------------
+# Tenants and credentials
+
+
+class Scope(StrEnum):
+    """What a key may do: ingest writes traces and feedback, read queries, admin does both and
+    may also delete and manage keys."""
+
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"
+
+
+class Organization(SQLModel, table=True):
+    __tablename__ = "organizations"
+
+    id: str = Col(primary_key=True, max_length=64)
+    created_at: datetime = Col(sa_type=UTCDateTime)
+
+
+class ApiKey(SQLModel, table=True):
+    """Only a hash of the key's secret is stored; the key itself is shown once, at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Col(primary_key=True, max_length=32)
+    org_id: str = Col(index=True, max_length=64)
+    scope: str = Col(max_length=16)
+    project: str | None = Col(default=None, max_length=MAX_NAME)
+    name: str | None = Col(default=None, max_length=MAX_NAME)
+    secret_hash: str = Col(max_length=64)
+    created_at: datetime = Col(sa_type=UTCDateTime)
+    revoked_at: datetime | None = Col(default=None, sa_type=UTCDateTime)
+
+
+class ServerSecret(SQLModel, table=True):
+    """Generated secrets shared by every worker and restart (e.g. the feedback-token key)."""
+
+    __tablename__ = "server_secrets"
+
+    name: str = Col(primary_key=True, max_length=64)
+    value: str = Col(max_length=200)
+    created_at: datetime = Col(sa_type=UTCDateTime)
+
+
+class ApiKeyPublic(_Output):
+    id: str
+    org_id: str
+    scope: Scope
+    project: str | None
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class FeedbackTokenRequest(_Input):
+    trace_id: Identifier
+    user_id: Identifier | None = None
+    ttl_seconds: int | None = Field(default=None, ge=60, le=30 * 24 * 3600)
+
+
+class FeedbackToken(BaseModel):
+    token: str
+    expires_at: datetime

@@ -6,9 +6,10 @@ The service, the CLI and the Python API all read the same settings, so a script 
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path.home() / ".agentcost"
 
@@ -36,6 +37,30 @@ class Settings(BaseSettings):
     default_org: str = "default"
     sql_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
+    secret: SecretStr | None = Field(
+        default=None,
+        description="Key that signs end-user feedback tokens; generated and stored when unset.",
+    )
+    feedback_token_ttl: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins allowed to call the API from a browser."
+    )
+    open_mode_recheck_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="While no API key exists, how often to re-check; a key created from the "
+        "CLI ends open access within this time.",
+    )
+    rate_limit_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests per minute per API key; unset means no limit."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -39,6 +39,7 @@ from agentcost.graphql_api.context import Context
 from agentcost.migrate import upgrade
 from agentcost.models import FeedbackCreate, TraceEvent
 from agentcost.services import feedback, traces
+from agentcost.services.auth import open_principal
 
 ORG = "default"
 SMALL = '{ trace(traceId: "bench-0000") { traceId cost model } }'
@@ -116,7 +117,9 @@ async def prepare(url: str, n: int) -> dict[str, int]:
         counts = {}
         for label, query in QUERIES:
             with counting(db) as statements:
-                result = await schema.execute(query, context_value=Context.create(db, ORG))
+                result = await schema.execute(
+                    query, context_value=Context.create(db, open_principal(ORG))
+                )
             assert result.errors is None, result.errors
             counts[label] = len(statements)
         return counts

@@ -25,7 +25,7 @@ from agentcost.settings import Settings
 PG_ADMIN_URL = os.environ.get(
     "AGENTCOST_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-TABLES = ("feedback", "calls", "traces")
+TABLES = ("feedback", "calls", "traces", "api_keys", "organizations", "server_secrets")
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +67,12 @@ def _truncate(url: str) -> None:
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(database_url=database_url, data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    return Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        open_mode_recheck_seconds=0,
+        _env_file=None,  # type: ignore[call-arg]
+    )
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ THUMBS_UP = """curl -X POST http://localhost:8100/api/feedback \\
 
 THUMBS_DOWN = """curl -X POST http://localhost:8100/api/feedback \\
   -H "Content-Type: application/json" \\
-  -d '{"trace_id": "abc-123", "score": -1, "comment": "Hallucinated a date", "tags": ["hallucination"]}'"""  # noqa: E501
+  -d '{"trace_id": "abc-123", "score": -1, "comment": "Hallucinated a date", "tags": ["hallucination"]}'"""
 
 QUALITY_BY_MODEL = "curl http://localhost:8100/api/feedback/quality/models"
 QUALITY_BY_PROMPT = "curl http://localhost:8100/api/feedback/quality/prompt/support-bot"

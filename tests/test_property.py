@@ -25,7 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentcost.app import create_app
-from agentcost.rest_api.deps import get_org
+from agentcost.rest_api.deps import get_principal
+from agentcost.services.auth import Principal, open_principal
 from agentcost.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -387,11 +388,11 @@ def assert_metrics(got: dict[str, Any], want: dict[str, Any], where: str) -> Non
 async def org_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The whole app; each request's organisation comes from a test header."""
 
-    def org_from_header(request: Request) -> str:
-        return request.headers[ORG_HEADER]
+    def principal_from_header(request: Request) -> Principal:
+        return open_principal(request.headers[ORG_HEADER])
 
     app = create_app(settings)
-    app.dependency_overrides[get_org] = org_from_header
+    app.dependency_overrides[get_principal] = principal_from_header
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:

@@ -1,31 +1,78 @@
 """The typed per-request context every resolver receives."""
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import strawberry
-from fastapi import Request
+from fastapi import Depends, Header, Request
 from strawberry.fastapi import BaseContext
 
 from agentcost.db import Database
+from agentcost.errors import Unauthorized
 from agentcost.graphql_api.dataloaders import Loaders, create_loaders
+from agentcost.rest_api.deps import AuthDep, DbDep, authenticate
+from agentcost.services.auth import Principal
 
 
 @dataclass
 class Context(BaseContext):
-    """The database, the caller's organisation, and this request's own DataLoaders."""
+    """The database, the authenticated caller, and this request's own DataLoaders."""
 
     db: Database
-    org_id: str
-    loaders: Loaders
+    principal: Principal | None
+    token_secret: bytes | None = None
+    token_ttl: int = 0
+    _loaders: Loaders | None = None
+
+    @property
+    def caller(self) -> Principal:
+        if self.principal is None:  # only the GraphiQL page is served without a caller
+            raise Unauthorized("this request carries no credentials")
+        return self.principal
+
+    @property
+    def org_id(self) -> str:
+        return self.caller.org_id
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = create_loaders(self.db, self.caller)
+        return self._loaders
 
     @classmethod
-    def create(cls, db: Database, org_id: str) -> "Context":
-        return cls(db=db, org_id=org_id, loaders=create_loaders(db, org_id))
+    def create(cls, db: Database, principal: Principal) -> "Context":
+        return cls(db=db, principal=principal)
 
 
 Info = strawberry.Info[Context, None]
 
 
-async def get_context(request: Request) -> Context:
-    """FastAPI dependency: without auth everything lives in the default organisation."""
-    return Context.create(request.app.state.db, request.app.state.settings.default_org)
+def _is_ide_page(request: Request) -> bool:
+    """GraphiQL's own page holds no data, so a browser may load it before choosing a key."""
+    return (
+        request.method == "GET"
+        and "query" not in request.query_params
+        and "text/html" in request.headers.get("accept", "")
+    )
+
+
+async def get_context(
+    request: Request,
+    db: DbDep,
+    state: AuthDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Context:
+    """FastAPI dependency: the same authentication as REST; failures answer 401 like REST."""
+    if _is_ide_page(request):
+        return Context(db=db, principal=None)
+    principal = await authenticate(db, state, authorization)
+    return Context(
+        db=db,
+        principal=principal,
+        token_secret=await state.token_secret(db),
+        token_ttl=state.settings.feedback_token_ttl,
+    )
+
+
+ContextDep = Annotated[Context, Depends(get_context)]

@@ -2,7 +2,8 @@
 
 A page of traces asking for calls, feedback and score therefore costs one statement per kind of
 nested field, whatever the page size. Loaders are created per request (never shared), so one
-request's cache cannot leak another's data or another organisation's rows.
+request's cache cannot leak another's data or another organisation's rows. Lookups by id answer
+only what the caller may see: a project-restricted key finds no row of another project.
 """
 
 from collections.abc import Sequence
@@ -12,7 +13,8 @@ from strawberry.dataloader import DataLoader
 
 from agentcost.db import Database
 from agentcost.models import CallPublic, FeedbackPublic, TracePublic, TraceScore
-from agentcost.services import feedback, quality, traces
+from agentcost.services import access, feedback, quality, traces
+from agentcost.services.auth import Principal
 
 CallKey = tuple[str, str]
 
@@ -27,16 +29,19 @@ class Loaders:
     score: DataLoader[str, TraceScore]
 
 
-def create_loaders(db: Database, org_id: str) -> Loaders:
-    """Loaders bound to one database and one organisation, answering in key order."""
+def create_loaders(db: Database, principal: Principal) -> Loaders:
+    """Loaders bound to one database and one caller, answering in key order."""
+    org_id = principal.org_id
 
     async def load_traces(keys: Sequence[str]) -> list[TracePublic | None]:
         found = await traces.get_traces(db, org_id=org_id, trace_ids=keys)
+        found = access.visible_traces(principal, found)
         return [found.get(key) for key in keys]
 
     async def load_calls(keys: Sequence[CallKey]) -> list[CallPublic | None]:
         found = await traces.get_calls_by_ids(db, org_id=org_id, keys=keys)
-        return [found.get(key) for key in keys]
+        visible = await access.visible_trace_ids(db, principal, {t for t, _ in found})
+        return [found.get(key) if key[0] in visible else None for key in keys]
 
     async def load_calls_of_traces(keys: Sequence[str]) -> list[list[CallPublic]]:
         found = await traces.get_calls(db, org_id=org_id, trace_ids=keys)
@@ -44,7 +49,9 @@ def create_loaders(db: Database, org_id: str) -> Loaders:
 
     async def load_feedback(keys: Sequence[str]) -> list[FeedbackPublic | None]:
         found = await feedback.get_many(db, org_id=org_id, feedback_ids=keys)
-        return [found.get(key) for key in keys]
+        trace_ids = {f.trace_id for f in found.values()}
+        visible = await access.visible_trace_ids(db, principal, trace_ids)
+        return [f if (f := found.get(key)) and f.trace_id in visible else None for key in keys]
 
     async def load_feedback_of_traces(keys: Sequence[str]) -> list[list[FeedbackPublic]]:
         found = await feedback.for_traces(db, org_id=org_id, trace_ids=keys)

@@ -16,7 +16,7 @@ from strawberry.extensions import MaskErrors
 from strawberry.relay import GlobalIDValueError
 from strawberry.types.field import StrawberryField
 
-from agentcost.errors import AgentCostError, InvalidInput, NotFound
+from agentcost.errors import AgentCostError, Forbidden, InvalidInput, NotFound, Unauthorized
 
 log = logging.getLogger("agentcost.graphql")
 
@@ -83,6 +83,10 @@ def _extensions(exc: BaseException) -> dict[str, Any]:
         }
     if isinstance(exc, NotFound):
         return {"code": "NOT_FOUND", "kind": exc.kind, "key": exc.key}
+    if isinstance(exc, Unauthorized):
+        return {"code": "UNAUTHENTICATED"}
+    if isinstance(exc, Forbidden):
+        return {"code": "FORBIDDEN"}
     return {"code": "BAD_USER_INPUT"}
 
 

@@ -3,6 +3,7 @@ the answer in output types. Lookups by id answer null when nothing matches; list
 aggregates report bad input and unknown names as GraphQL errors with a ``code``."""
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from agentcost.graphql_api.inputs import (
     TraceOrder,
     provided,
 )
+from agentcost.graphql_api.permissions import CanRead
 from agentcost.graphql_api.types import (
     Feedback,
     FeedbackConnection,
@@ -34,10 +36,14 @@ from agentcost.graphql_api.types import (
     page_info,
 )
 from agentcost.models import Identifier
+from agentcost.services import access, quality
 from agentcost.services import feedback as feedback_service
-from agentcost.services import quality
 from agentcost.services import traces as traces_service
 from agentcost.services.filters import AnalyticsFilter, FeedbackFilter, ScoreFilter, TraceFilter
+
+# Named source_ in Python: Strawberry's permission extension takes `source` (the parent value)
+# as a parameter of its own, so an argument of that name would collide with it.
+SourceArg = Annotated[FeedbackSource | None, strawberry.argument(name="source")]
 
 
 class _FeedbackKey(BaseModel):
@@ -58,6 +64,7 @@ def feedback_key(value: str) -> str:
 
 
 def analytics_filter(
+    info: Info,
     project: str | None,
     source: FeedbackSource | None,
     user_id: str | None,
@@ -65,7 +72,7 @@ def analytics_filter(
     since: datetime | None,
     until: datetime | None,
 ) -> AnalyticsFilter:
-    return parse(
+    filters = parse(
         AnalyticsFilter,
         {
             "project": project,
@@ -76,20 +83,27 @@ def analytics_filter(
             "until": until,
         },
     )
+    return access.scoped_filters(info.context.caller, filters)
 
 
 @strawberry.type
 class Query:
     node: relay.Node | None = relay.node(
-        description="Any Trace, Call or Feedback by its global id; null when unknown."
+        description="Any Trace, Call or Feedback by its global id; null when unknown.",
+        permission_classes=[CanRead],
     )
 
-    @strawberry.field(description="One trace by its traceId; null when unknown.")
+    @strawberry.field(
+        permission_classes=[CanRead], description="One trace by its traceId; null when unknown."
+    )
     async def trace(self, info: Info, trace_id: str) -> Trace | None:
         row = await info.context.loaders.trace.load(trace_id)
         return None if row is None else Trace.from_public(row)
 
-    @strawberry.field(description="Traces, newest (or costliest) first, in pages of at most 100.")
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="Traces, newest (or costliest) first, in pages of at most 100.",
+    )
     async def traces(
         self,
         info: Info,
@@ -108,7 +122,7 @@ class Query:
         rows, next_cursor = await traces_service.list_traces(
             ctx.db,
             org_id=ctx.org_id,
-            filters=trace_filter,
+            filters=access.scoped_filters(ctx.caller, trace_filter),
             limit=page.first,
             cursor=page.after,
             scores=scores,
@@ -125,13 +139,16 @@ class Query:
         )
 
     @strawberry.field(
-        description="One feedback item by its id (global or its own); null when unknown."
+        permission_classes=[CanRead],
+        description="One feedback item by its id (global or its own); null when unknown.",
     )
     async def feedback(self, info: Info, id: strawberry.ID) -> Feedback | None:
         row = await info.context.loaders.feedback.load(feedback_key(id))
         return None if row is None else Feedback.from_public(row)
 
-    @strawberry.field(description="Feedback, newest first, in pages of at most 100.")
+    @strawberry.field(
+        permission_classes=[CanRead], description="Feedback, newest first, in pages of at most 100."
+    )
     async def feedbacks(
         self,
         info: Info,
@@ -143,7 +160,11 @@ class Query:
         filters = parse(FeedbackFilter, provided(filter))
         ctx = info.context
         rows, next_cursor = await feedback_service.list_feedback(
-            ctx.db, org_id=ctx.org_id, filters=filters, limit=page.first, cursor=page.after
+            ctx.db,
+            org_id=ctx.org_id,
+            filters=access.scoped_filters(ctx.caller, filters),
+            limit=page.first,
+            cursor=page.after,
         )
         ctx.loaders.feedback.prime_many({row.id: row for row in rows})
         cursors = [feedback_service.feedback_cursor(row) for row in rows]
@@ -155,54 +176,60 @@ class Query:
             page_info=page_info(cursors, next_cursor, page.after),
         )
 
-    @strawberry.field(description="All feedback that passes the filters; windows on trace time.")
+    @strawberry.field(
+        permission_classes=[CanRead],
+        description="All feedback that passes the filters; windows on trace time.",
+    )
     async def feedback_summary(
         self,
         info: Info,
         project: str | None = None,
-        source: FeedbackSource | None = None,
+        source_: SourceArg = None,
         user_id: str | None = None,
         tag: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> FeedbackSummary:
-        filters = analytics_filter(project, source, user_id, tag, since, until)
+        filters = analytics_filter(info, project, source_, user_id, tag, since, until)
         ctx = info.context
         return FeedbackSummary.from_public(
             await quality.summary(ctx.db, org_id=ctx.org_id, filters=filters)
         )
 
-    @strawberry.field(description="Quality and cost per model, most-rated first.")
+    @strawberry.field(
+        permission_classes=[CanRead], description="Quality and cost per model, most-rated first."
+    )
     async def quality_by_model(
         self,
         info: Info,
         project: str | None = None,
-        source: FeedbackSource | None = None,
+        source_: SourceArg = None,
         user_id: str | None = None,
         tag: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[ModelQuality]:
-        filters = analytics_filter(project, source, user_id, tag, since, until)
+        filters = analytics_filter(info, project, source_, user_id, tag, since, until)
         ctx = info.context
         rows = await quality.by_model(ctx.db, org_id=ctx.org_id, filters=filters)
         return [ModelQuality.from_public(row) for row in rows]
 
     @strawberry.field(
-        description="Quality and cost of one model: zeros without feedback, null if never seen."
+        permission_classes=[CanRead],
+        description="Quality and cost of one model: zeros without feedback, null if never seen.",
     )
     async def model_quality(
         self,
         info: Info,
         model: str,
         project: str | None = None,
-        source: FeedbackSource | None = None,
+        source_: SourceArg = None,
         user_id: str | None = None,
         tag: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> ModelQuality | None:
-        filters = analytics_filter(project, source, user_id, tag, since, until)
+        filters = analytics_filter(info, project, source_, user_id, tag, since, until)
         ctx = info.context
         try:
             found = await quality.for_model(ctx.db, org_id=ctx.org_id, model=model, filters=filters)
@@ -211,20 +238,21 @@ class Query:
         return ModelQuality.from_public(found)
 
     @strawberry.field(
-        description="Quality and cost per version of a prompt; NOT_FOUND when no trace used it."
+        permission_classes=[CanRead],
+        description="Quality and cost per version of a prompt; NOT_FOUND when no trace used it.",
     )
     async def prompt_quality(
         self,
         info: Info,
         prompt_id: str,
         project: str | None = None,
-        source: FeedbackSource | None = None,
+        source_: SourceArg = None,
         user_id: str | None = None,
         tag: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> list[PromptVersionQuality]:
-        filters = analytics_filter(project, source, user_id, tag, since, until)
+        filters = analytics_filter(info, project, source_, user_id, tag, since, until)
         ctx = info.context
         rows = await quality.by_prompt_version(
             ctx.db, org_id=ctx.org_id, prompt_id=prompt_id, filters=filters
@@ -232,10 +260,12 @@ class Query:
         return [PromptVersionQuality.from_public(row) for row in rows]
 
     @strawberry.field(
-        description="Votes on one trace; NOT_FOUND when neither it nor feedback for it exists."
+        permission_classes=[CanRead],
+        description="Votes on one trace; NOT_FOUND when neither it nor feedback for it exists.",
     )
     async def trace_score(self, info: Info, trace_id: str) -> TraceScore:
         ctx = info.context
+        await access.ensure_trace_visible(ctx.db, ctx.caller, trace_id)
         return TraceScore.from_public(
             await quality.trace_score(ctx.db, org_id=ctx.org_id, trace_id=trace_id)
         )

@@ -238,6 +238,10 @@ class IngestResult:
     duplicates: int = strawberry.field(description="Events whose call_id was already stored.")
     trace_ids: list[str]
     call_ids: list[str]
+    feedback_token: str | None = strawberry.field(
+        description="Lets the end user's browser vote on the trace (single events only)."
+    )
+    feedback_token_expires_at: datetime | None
 
     @classmethod
     def from_public(cls, result: models.IngestResult) -> Self:

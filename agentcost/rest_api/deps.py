@@ -1,20 +1,100 @@
-"""Dependencies every route shares: the database and the caller's organisation."""
+"""Dependencies every route shares: the database and the authenticated caller."""
 
+import time
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from agentcost.db import Database
+from agentcost.errors import Unauthorized
+from agentcost.models import Scope
+from agentcost.rate_limit import RateLimiter
+from agentcost.services import auth
+from agentcost.services.auth import Principal
+from agentcost.settings import Settings
+
+
+@dataclass
+class AuthState:
+    """Per-app auth facts worth caching: whether keys exist, the token secret, the limiter.
+
+    "Keys exist" is cached for good once true (keys are never deleted, only revoked); while
+    false it is re-read at most every ``open_mode_recheck_seconds``, so a key created from the
+    CLI ends open access within that time without a query on every request.
+    """
+
+    settings: Settings
+    _keys_exist: bool = False
+    _checked_at: float = field(default=-1e9)
+    _token_secret: bytes | None = None
+    limiter: RateLimiter | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings.rate_limit_per_minute:
+            self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
+
+    async def keys_exist(self, db: Database) -> bool:
+        now = time.monotonic()
+        recheck = self.settings.open_mode_recheck_seconds
+        if not self._keys_exist and now - self._checked_at >= recheck:
+            self._keys_exist = await auth.any_key_exists(db)
+            self._checked_at = now
+        return self._keys_exist
+
+    async def token_secret(self, db: Database) -> bytes:
+        if self._token_secret is None:
+            self._token_secret = await auth.token_secret(db, self.settings.secret)
+        return self._token_secret
 
 
 def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_org(request: Request) -> str:
-    """Without auth everything lives in one organisation (DESIGN.md: ``default``)."""
-    return request.app.state.settings.default_org
+def get_auth(request: Request) -> AuthState:
+    return request.app.state.auth
+
+
+async def authenticate(db: Database, state: AuthState, authorization: str | None) -> Principal:
+    """The caller of a REST or GraphQL request, from its Authorization header."""
+    if authorization is None:
+        if await state.keys_exist(db):
+            raise Unauthorized("this service requires an API key: Authorization: Bearer <key>")
+        return auth.open_principal(state.settings.default_org)
+    scheme, _, credential = authorization.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthorized("expected the header Authorization: Bearer <key or feedback token>")
+    if credential.startswith(auth.TOKEN_PREFIX):
+        claims = auth.verify_feedback_token(await state.token_secret(db), credential)
+        principal = Principal(org_id=claims.org_id, scope=None, feedback=claims)
+        caller = f"token:{claims.nonce}"
+    else:
+        principal = await auth.authenticate_key(db, credential)
+        caller = f"key:{principal.key_id}"
+    if state.limiter is not None:
+        state.limiter.check(caller)
+    return principal
+
+
+async def get_principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    return await authenticate(get_db(request), get_auth(request), authorization)
+
+
+def requires(scope: Scope):  # type: ignore[no-untyped-def]
+    async def check(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        principal.require(scope)
+        return principal
+
+    return check
 
 
 DbDep = Annotated[Database, Depends(get_db)]
-OrgDep = Annotated[str, Depends(get_org)]
+AuthDep = Annotated[AuthState, Depends(get_auth)]
+Caller = Annotated[Principal, Depends(get_principal)]
+Reader = Annotated[Principal, Depends(requires(Scope.READ))]
+Writer = Annotated[Principal, Depends(requires(Scope.INGEST))]
+Admin = Annotated[Principal, Depends(requires(Scope.ADMIN))]

@@ -8,7 +8,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from agentcost.errors import FieldError, InvalidInput, NotFound, field_errors_from_list
+from agentcost.errors import (
+    FieldError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    field_errors_from_list,
+)
 
 log = logging.getLogger("agentcost.rest")
 
@@ -48,6 +56,25 @@ async def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
+async def _unauthorized(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(exc)},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
+
+
+async def _forbidden(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=403)
+
+
+async def _rate_limited(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    return JSONResponse(
+        {"detail": str(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)}
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "internal error"}, status_code=500)
@@ -57,4 +84,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)  # type: ignore[arg-type]
     app.add_exception_handler(InvalidInput, _invalid)
     app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Unauthorized, _unauthorized)
+    app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(RateLimited, _rate_limited)
     app.add_exception_handler(Exception, _unexpected)

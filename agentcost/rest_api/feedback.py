@@ -1,4 +1,4 @@
-"""The guide's feedback routes, plus GET/PATCH of one item and batch submission."""
+"""The guide's feedback routes, plus GET/PATCH of one item, batch submission and tokens."""
 
 from typing import Annotated, Any
 
@@ -12,14 +12,16 @@ from agentcost.models import (
     FeedbackCreate,
     FeedbackPublic,
     FeedbackSummary,
+    FeedbackToken,
+    FeedbackTokenRequest,
     FeedbackUpdate,
     ModelQuality,
     PromptVersionQuality,
     TraceScore,
 )
-from agentcost.rest_api.deps import DbDep, OrgDep
+from agentcost.rest_api.deps import Admin, AuthDep, Caller, DbDep, Reader, Writer
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
-from agentcost.services import feedback, quality
+from agentcost.services import access, auth, feedback, quality
 from agentcost.services.filters import AnalyticsFilter, FeedbackFilter, Page
 
 router = APIRouter(prefix="/feedback", tags=["feedback"])
@@ -38,9 +40,15 @@ class FeedbackQuery(FeedbackFilter, Page):
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": FeedbackPublic, "description": "Replaced the feedback of that id."}},
 )
-async def submit(item: FeedbackCreate, db: DbDep, org: OrgDep) -> JSONResponse:
-    """Submit feedback on a trace. Sending a known ``id`` again replaces that feedback."""
-    [(saved, created)] = await feedback.submit(db, org_id=org, items=[item])
+async def submit(item: FeedbackCreate, db: DbDep, caller: Caller) -> JSONResponse:
+    """Submit feedback on a trace. Sending a known ``id`` again replaces that feedback.
+
+    Accepts an ingest or admin key, or an end user's feedback token for this trace.
+    """
+    if caller.feedback is None:
+        caller.require(auth.Scope.INGEST)
+    items = await access.feedback_submission(db, caller, [item])
+    [(saved, created)] = await feedback.submit(db, org_id=caller.org_id, items=items)
     return JSONResponse(saved.model_dump(mode="json"), status_code=201 if created else 200)
 
 
@@ -72,11 +80,29 @@ _BATCH_BODY = {
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, openapi_extra=_BATCH_BODY)
 async def submit_batch(
-    db: DbDep, org: OrgDep, body: Annotated[Any, Body()] = None
+    db: DbDep, caller: Writer, body: Annotated[Any, Body()] = None
 ) -> list[FeedbackPublic]:
     """All-or-nothing: one bad item rejects the batch, naming the index of each bad item."""
-    items = parse_batch(FeedbackCreate, body, wrapper="items")
-    return [saved for saved, _ in await feedback.submit(db, org_id=org, items=items)]
+    items = await access.feedback_submission(
+        db, caller, parse_batch(FeedbackCreate, body, wrapper="items")
+    )
+    return [saved for saved, _ in await feedback.submit(db, org_id=caller.org_id, items=items)]
+
+
+@router.post("/token", status_code=status.HTTP_201_CREATED)
+async def feedback_token(
+    request_body: FeedbackTokenRequest, db: DbDep, caller: Writer, state: AuthDep
+) -> FeedbackToken:
+    """A signed token that lets an end user's browser vote on this one trace, without a key."""
+    await access.ensure_trace_visible(db, caller, request_body.trace_id)
+    token, expires_at = auth.issue_feedback_token(
+        await state.token_secret(db),
+        org_id=caller.org_id,
+        trace_id=request_body.trace_id,
+        user_id=request_body.user_id,
+        ttl_seconds=request_body.ttl_seconds or state.settings.feedback_token_ttl,
+    )
+    return FeedbackToken(token=token, expires_at=expires_at)
 
 
 @router.get("", responses={200: {"headers": {NEXT_CURSOR: {"schema": {"type": "string"}}}}})
@@ -84,66 +110,88 @@ async def list_feedback(
     request: Request,
     response: Response,
     db: DbDep,
-    org: OrgDep,
+    caller: Reader,
     query: Annotated[FeedbackQuery, Query()],
 ) -> list[FeedbackPublic]:
     """Newest first. When more rows exist, X-Next-Cursor (and Link) name the next page."""
     page, cursor = await feedback.list_feedback(
-        db, org_id=org, filters=query, limit=query.limit, cursor=query.cursor
+        db,
+        org_id=caller.org_id,
+        filters=access.scoped_filters(caller, query),
+        limit=query.limit,
+        cursor=query.cursor,
     )
     link_next_page(request, response, cursor)
     return page
 
 
 @router.get("/summary")
-async def summary(db: DbDep, org: OrgDep, filters: Analytics) -> FeedbackSummary:
-    return await quality.summary(db, org_id=org, filters=filters)
+async def summary(db: DbDep, caller: Reader, filters: Analytics) -> FeedbackSummary:
+    return await quality.summary(
+        db, org_id=caller.org_id, filters=access.scoped_filters(caller, filters)
+    )
 
 
 @router.get("/quality/models")
-async def quality_by_model(db: DbDep, org: OrgDep, filters: Analytics) -> list[ModelQuality]:
-    return await quality.by_model(db, org_id=org, filters=filters)
+async def quality_by_model(db: DbDep, caller: Reader, filters: Analytics) -> list[ModelQuality]:
+    return await quality.by_model(
+        db, org_id=caller.org_id, filters=access.scoped_filters(caller, filters)
+    )
 
 
 @router.get("/quality/model/{model:path}")
 async def quality_of_model(
-    model: ModelName, db: DbDep, org: OrgDep, filters: Analytics
+    model: ModelName, db: DbDep, caller: Reader, filters: Analytics
 ) -> ModelQuality:
-    return await quality.for_model(db, org_id=org, model=model, filters=filters)
+    return await quality.for_model(
+        db, org_id=caller.org_id, model=model, filters=access.scoped_filters(caller, filters)
+    )
 
 
 @router.get("/quality/prompt/{prompt_id}")
 async def quality_by_prompt_version(
-    prompt_id: ModelName, db: DbDep, org: OrgDep, filters: Analytics
+    prompt_id: ModelName, db: DbDep, caller: Reader, filters: Analytics
 ) -> list[PromptVersionQuality]:
-    return await quality.by_prompt_version(db, org_id=org, prompt_id=prompt_id, filters=filters)
+    return await quality.by_prompt_version(
+        db,
+        org_id=caller.org_id,
+        prompt_id=prompt_id,
+        filters=access.scoped_filters(caller, filters),
+    )
 
 
 @router.get("/trace/{trace_id}")
-async def trace_feedback(trace_id: Id, db: DbDep, org: OrgDep) -> list[FeedbackPublic]:
+async def trace_feedback(trace_id: Id, db: DbDep, caller: Reader) -> list[FeedbackPublic]:
     """All feedback of a trace, oldest first; 404 when neither trace nor feedback exists."""
-    return await feedback.of_trace(db, org_id=org, trace_id=trace_id)
+    await access.ensure_trace_visible(db, caller, trace_id)
+    return await feedback.of_trace(db, org_id=caller.org_id, trace_id=trace_id)
 
 
 @router.get("/trace/{trace_id}/score")
-async def trace_score(trace_id: Id, db: DbDep, org: OrgDep) -> TraceScore:
-    return await quality.trace_score(db, org_id=org, trace_id=trace_id)
+async def trace_score(trace_id: Id, db: DbDep, caller: Reader) -> TraceScore:
+    await access.ensure_trace_visible(db, caller, trace_id)
+    return await quality.trace_score(db, org_id=caller.org_id, trace_id=trace_id)
 
 
 @router.get("/{feedback_id}")
-async def get_feedback(feedback_id: Id, db: DbDep, org: OrgDep) -> FeedbackPublic:
-    return await feedback.get(db, org_id=org, feedback_id=feedback_id)
+async def get_feedback(feedback_id: Id, db: DbDep, caller: Reader) -> FeedbackPublic:
+    await access.ensure_feedback_visible(db, caller, feedback_id)
+    return await feedback.get(db, org_id=caller.org_id, feedback_id=feedback_id)
 
 
 @router.patch("/{feedback_id}")
 async def update_feedback(
-    feedback_id: Id, changes: FeedbackUpdate, db: DbDep, org: OrgDep
+    feedback_id: Id, changes: FeedbackUpdate, db: DbDep, caller: Writer
 ) -> FeedbackPublic:
     """Change some fields; absent fields keep their value."""
-    return await feedback.update_feedback(db, org_id=org, feedback_id=feedback_id, changes=changes)
+    await access.ensure_feedback_visible(db, caller, feedback_id)
+    return await feedback.update_feedback(
+        db, org_id=caller.org_id, feedback_id=feedback_id, changes=changes
+    )
 
 
 @router.delete("/{feedback_id}")
-async def delete_feedback(feedback_id: Id, db: DbDep, org: OrgDep) -> dict[str, Any]:
-    await feedback.delete_feedback(db, org_id=org, feedback_id=feedback_id)
+async def delete_feedback(feedback_id: Id, db: DbDep, caller: Admin) -> dict[str, Any]:
+    await access.ensure_feedback_visible(db, caller, feedback_id)
+    await feedback.delete_feedback(db, org_id=caller.org_id, feedback_id=feedback_id)
     return {"deleted": True, "id": feedback_id}

@@ -5,10 +5,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from agentcost.errors import parse_batch
-from agentcost.models import MAX_ID, IngestResult, TraceDetail, TraceEvent, TracePublic
-from agentcost.rest_api.deps import DbDep, OrgDep
+from agentcost.models import (
+    MAX_ID,
+    IngestResult,
+    TraceDetail,
+    TraceEvent,
+    TracePublic,
+)
+from agentcost.rest_api.deps import AuthDep, DbDep, Reader, Writer
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
-from agentcost.services import trace_detail, traces
+from agentcost.services import access, trace_detail, traces
 from agentcost.services.filters import Page, TraceFilter
 
 router = APIRouter(tags=["traces"])
@@ -21,9 +27,20 @@ class TraceQuery(TraceFilter, Page):
 
 
 @router.post("/trace", status_code=status.HTTP_201_CREATED)
-async def ingest_trace(event: TraceEvent, db: DbDep, org: OrgDep) -> IngestResult:
-    """One LLM call event; events sharing a trace_id build one trace."""
-    return await traces.ingest(db, org_id=org, events=[event])
+async def ingest_trace(
+    event: TraceEvent, db: DbDep, caller: Writer, state: AuthDep
+) -> IngestResult:
+    """One LLM call event; events sharing a trace_id build one trace.
+
+    The answer carries a feedback token for the trace, to hand to the end user's browser.
+    """
+    return await access.ingest(
+        db,
+        caller,
+        [event],
+        token_secret=await state.token_secret(db),
+        token_ttl=state.settings.feedback_token_ttl,
+    )
 
 
 @router.post(
@@ -54,10 +71,17 @@ async def ingest_trace(event: TraceEvent, db: DbDep, org: OrgDep) -> IngestResul
         }
     },
 )
-async def ingest_batch(db: DbDep, org: OrgDep, body: Annotated[Any, Body()] = None) -> IngestResult:
+async def ingest_batch(
+    db: DbDep, caller: Writer, state: AuthDep, body: Annotated[Any, Body()] = None
+) -> IngestResult:
     """All-or-nothing: one bad event rejects the batch, naming the index of each bad event."""
-    events = parse_batch(TraceEvent, body, wrapper="events")
-    return await traces.ingest(db, org_id=org, events=events)
+    return await access.ingest(
+        db,
+        caller,
+        parse_batch(TraceEvent, body, wrapper="events"),
+        token_secret=await state.token_secret(db),
+        token_ttl=state.settings.feedback_token_ttl,
+    )
 
 
 @router.get("/traces", responses={200: {"headers": {NEXT_CURSOR: {"schema": {"type": "string"}}}}})
@@ -65,18 +89,23 @@ async def list_traces(
     request: Request,
     response: Response,
     db: DbDep,
-    org: OrgDep,
+    caller: Reader,
     query: Annotated[TraceQuery, Query()],
 ) -> list[TracePublic]:
     """Newest first. When more rows exist, X-Next-Cursor (and Link) name the next page."""
     page, cursor = await traces.list_traces(
-        db, org_id=org, filters=query, limit=query.limit, cursor=query.cursor
+        db,
+        org_id=caller.org_id,
+        filters=access.scoped_filters(caller, query),
+        limit=query.limit,
+        cursor=query.cursor,
     )
     link_next_page(request, response, cursor)
     return page
 
 
 @router.get("/traces/{trace_id}")
-async def get_trace(trace_id: TraceId, db: DbDep, org: OrgDep) -> TraceDetail:
+async def get_trace(trace_id: TraceId, db: DbDep, caller: Reader) -> TraceDetail:
     """The trace with its calls, its feedback and its score."""
-    return await trace_detail.get_trace_detail(db, org_id=org, trace_id=trace_id)
+    await access.ensure_trace_visible(db, caller, trace_id)
+    return await trace_detail.get_trace_detail(db, org_id=caller.org_id, trace_id=trace_id)

@@ -368,3 +368,14 @@ async def ensure_trace_known(db: Database, *, org_id: str, trace_id: str) -> Non
     async with db.read() as conn:
         if not (await conn.execute(select(seen))).scalar():
             raise NotFound("trace", trace_id)
+
+
+async def projects_of(db: Database, *, org_id: str, trace_ids: Sequence[str]) -> dict[str, str]:
+    """The project of each ingested trace among the ids; ids not ingested are absent."""
+    async with db.read() as conn:
+        rows = await conn.execute(
+            select(traces.c.trace_id, traces.c.project).where(
+                traces.c.org_id == org_id, traces.c.trace_id.in_(set(trace_ids))
+            )
+        )
+        return {trace_id: project for trace_id, project in rows}

@@ -13,6 +13,7 @@ from agentcost.graphql_api import schema
 from agentcost.graphql_api.context import Context
 from agentcost.models import FeedbackCreate, TraceEvent
 from agentcost.services import feedback, traces
+from agentcost.services.auth import open_principal
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +76,9 @@ async def seed(db: Database, n: int) -> None:
 async def run_page(db: Database, first: int) -> tuple[dict[str, Any], list[str]]:
     with counting(db) as statements:
         result = await schema.execute(
-            NESTED, variable_values={"first": first}, context_value=Context.create(db, "default")
+            NESTED,
+            variable_values={"first": first},
+            context_value=Context.create(db, open_principal("default")),
         )
     assert result.errors is None, result.errors
     assert result.data is not None

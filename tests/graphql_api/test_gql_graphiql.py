@@ -15,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from agentcost.graphql_api import create_graphql_router
+from agentcost.rest_api.deps import AuthState
 from agentcost.settings import Settings
 from agentcost.web import graphiql
 
@@ -75,9 +76,11 @@ async def test_page_and_every_asset_it_names_are_served(
 @pytest.mark.anyio
 async def test_without_assets_the_page_says_how_to_fetch_them(tmp_path: Path) -> None:
     app = FastAPI()
-    # The router builds its context (database, organisation) for every request.
+    # The router builds its context (database, auth state) for every request.
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
     app.state.db = None
-    app.state.settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    app.state.settings = settings
+    app.state.auth = AuthState(settings)
     app.include_router(create_graphql_router(vendor_dir=tmp_path / "vendor"))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
