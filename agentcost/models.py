@@ -543,6 +543,16 @@ class ApiKeyPublic(_Output):
     revoked_at: datetime | None
 
 
+class ApiKeyCreate(_Input):
+    scope: Scope
+    project: Name | None = Field(default=None, description="Restrict the key to one project.")
+    name: Name | None = Field(default=None, description="A label to recognise the key by.")
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The key itself: shown in this answer only, never again.")
+
+
 class FeedbackTokenRequest(_Input):
     trace_id: Identifier
     user_id: Identifier | None = None

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from agentcost.db import Database
 from agentcost.errors import Forbidden, NotFound, Unauthorized
 from agentcost.models import (
+    ApiKeyCreate,
     FeedbackCreate,
     FeedbackSource,
     IngestResult,
@@ -83,6 +84,15 @@ async def ingest(
     return result.model_copy(
         update={"feedback_token": token, "feedback_token_expires_at": expires_at}
     )
+
+
+def scoped_key_request(principal: Principal, request: ApiKeyCreate) -> ApiKeyCreate:
+    """A project's admin makes keys for that project only, so no key outgrows its maker."""
+    if principal.project is None:
+        return request
+    if request.project not in (None, principal.project):
+        raise Forbidden(f"this key is restricted to project '{principal.project}'")
+    return request.model_copy(update={"project": principal.project})
 
 
 async def ensure_trace_visible(db: Database, principal: Principal, trace_id: str) -> None:

@@ -116,11 +116,15 @@ async def list_keys(db: Database, *, org_id: str | None = None) -> list[ApiKeyPu
         return [ApiKeyPublic.model_validate(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def revoke_key(db: Database, *, key_id: str, org_id: str | None = None) -> ApiKeyPublic:
-    """Revoke at once; a key of another org is reported as unknown, not as forbidden."""
+async def revoke_key(
+    db: Database, *, key_id: str, org_id: str | None = None, project: str | None = None
+) -> ApiKeyPublic:
+    """Revoke at once; a key outside the given org (or project) is reported as unknown."""
     where = [api_keys.c.id == key_id]
     if org_id is not None:
         where.append(api_keys.c.org_id == org_id)
+    if project is not None:
+        where.append(api_keys.c.project == project)
     async with db.write() as conn:
         await conn.execute(
             update(api_keys)
