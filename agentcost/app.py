@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from agentcost import __version__
+from agentcost import __version__, pricing
 from agentcost.db import Database
 from agentcost.graphql_api import create_graphql_router
 from agentcost.migrate import upgrade
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database.from_settings(settings)
         await upgrade(db)
+        pricing.warm_up()
         app.state.db = db
         app.state.auth = AuthState(settings)
         log.info("database ready: %s", db.url.render_as_string(hide_password=True))

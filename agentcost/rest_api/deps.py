@@ -38,8 +38,9 @@ class AuthState:
         now = time.monotonic()
         recheck = self.settings.open_mode_recheck_seconds
         if not self._keys_exist and now - self._checked_at >= recheck:
-            self._keys_exist = await auth.any_key_exists(db)
+            # Marked before the query, so concurrent requests do not all run it at once.
             self._checked_at = now
+            self._keys_exist = await auth.any_key_exists(db)
         return self._keys_exist
 
     async def token_secret(self, db: Database) -> bytes:
@@ -48,11 +49,13 @@ class AuthState:
         return self._token_secret
 
 
-def get_db(request: Request) -> Database:
+# Async although they never await: FastAPI runs plain-def dependencies in a worker thread, a
+# thread hop per request on the write hot path.
+async def get_db(request: Request) -> Database:
     return request.app.state.db
 
 
-def get_auth(request: Request) -> AuthState:
+async def get_auth(request: Request) -> AuthState:
     return request.app.state.auth
 
 
@@ -81,7 +84,7 @@ async def authenticate(db: Database, state: AuthState, authorization: str | None
 async def get_principal(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    return await authenticate(get_db(request), get_auth(request), authorization)
+    return await authenticate(await get_db(request), await get_auth(request), authorization)
 
 
 def requires(scope: Scope):  # type: ignore[no-untyped-def]

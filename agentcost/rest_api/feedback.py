@@ -3,7 +3,6 @@
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from agentcost.errors import parse_batch
 from agentcost.models import (
@@ -21,6 +20,7 @@ from agentcost.models import (
 )
 from agentcost.rest_api.deps import Admin, AuthDep, Caller, DbDep, Reader, Writer
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
+from agentcost.rest_api.responses import feedback_list_response, model_response
 from agentcost.services import access, auth, feedback, quality
 from agentcost.services.filters import AnalyticsFilter, FeedbackFilter, Page
 
@@ -40,7 +40,7 @@ class FeedbackQuery(FeedbackFilter, Page):
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": FeedbackPublic, "description": "Replaced the feedback of that id."}},
 )
-async def submit(item: FeedbackCreate, db: DbDep, caller: Caller) -> JSONResponse:
+async def submit(item: FeedbackCreate, db: DbDep, caller: Caller) -> Response:
     """Submit feedback on a trace. Sending a known ``id`` again replaces that feedback.
 
     Accepts an ingest or admin key, or an end user's feedback token for this trace.
@@ -49,7 +49,7 @@ async def submit(item: FeedbackCreate, db: DbDep, caller: Caller) -> JSONRespons
         caller.require(auth.Scope.INGEST)
     items = await access.feedback_submission(db, caller, [item])
     [(saved, created)] = await feedback.submit(db, org_id=caller.org_id, items=items)
-    return JSONResponse(saved.model_dump(mode="json"), status_code=201 if created else 200)
+    return model_response(saved, 201 if created else 200)
 
 
 _BATCH_BODY = {
@@ -78,15 +78,19 @@ _BATCH_BODY = {
 }
 
 
-@router.post("/batch", status_code=status.HTTP_201_CREATED, openapi_extra=_BATCH_BODY)
-async def submit_batch(
-    db: DbDep, caller: Writer, body: Annotated[Any, Body()] = None
-) -> list[FeedbackPublic]:
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    response_model=list[FeedbackPublic],
+    openapi_extra=_BATCH_BODY,
+)
+async def submit_batch(db: DbDep, caller: Writer, body: Annotated[Any, Body()] = None) -> Response:
     """All-or-nothing: one bad item rejects the batch, naming the index of each bad item."""
     items = await access.feedback_submission(
         db, caller, parse_batch(FeedbackCreate, body, wrapper="items")
     )
-    return [saved for saved, _ in await feedback.submit(db, org_id=caller.org_id, items=items)]
+    stored = await feedback.submit(db, org_id=caller.org_id, items=items)
+    return feedback_list_response([saved for saved, _ in stored], status.HTTP_201_CREATED)
 
 
 @router.post("/token", status_code=status.HTTP_201_CREATED)

@@ -14,6 +14,7 @@ from agentcost.models import (
 )
 from agentcost.rest_api.deps import AuthDep, DbDep, Reader, Writer
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
+from agentcost.rest_api.responses import model_response
 from agentcost.services import access, trace_detail, traces
 from agentcost.services.filters import Page, TraceFilter
 
@@ -26,26 +27,26 @@ class TraceQuery(TraceFilter, Page):
     """Filters and paging of the listing, all in the query string."""
 
 
-@router.post("/trace", status_code=status.HTTP_201_CREATED)
-async def ingest_trace(
-    event: TraceEvent, db: DbDep, caller: Writer, state: AuthDep
-) -> IngestResult:
+@router.post("/trace", status_code=status.HTTP_201_CREATED, response_model=IngestResult)
+async def ingest_trace(event: TraceEvent, db: DbDep, caller: Writer, state: AuthDep) -> Response:
     """One LLM call event; events sharing a trace_id build one trace.
 
     The answer carries a feedback token for the trace, to hand to the end user's browser.
     """
-    return await access.ingest(
+    result = await access.ingest(
         db,
         caller,
         [event],
         token_secret=await state.token_secret(db),
         token_ttl=state.settings.feedback_token_ttl,
     )
+    return model_response(result, status.HTTP_201_CREATED)
 
 
 @router.post(
     "/trace/batch",
     status_code=status.HTTP_201_CREATED,
+    response_model=IngestResult,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -73,15 +74,16 @@ async def ingest_trace(
 )
 async def ingest_batch(
     db: DbDep, caller: Writer, state: AuthDep, body: Annotated[Any, Body()] = None
-) -> IngestResult:
+) -> Response:
     """All-or-nothing: one bad event rejects the batch, naming the index of each bad event."""
-    return await access.ingest(
+    result = await access.ingest(
         db,
         caller,
         parse_batch(TraceEvent, body, wrapper="events"),
         token_secret=await state.token_secret(db),
         token_ttl=state.settings.feedback_token_ttl,
     )
+    return model_response(result, status.HTTP_201_CREATED)
 
 
 @router.get("/traces", responses={200: {"headers": {NEXT_CURSOR: {"schema": {"type": "string"}}}}})

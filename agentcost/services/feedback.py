@@ -6,9 +6,11 @@ Feedback may arrive before its trace: it is stored as sent and joins the trace a
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost.db import Database
 from agentcost.errors import FieldError, InvalidInput, NotFound
@@ -53,19 +55,50 @@ async def submit(
     _reject_repeated_ids(items)
     now = utcnow()
     rows = [_row(org_id, item, now) for item in items]
-    stmt = insert_for(db.dialect, feedback)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[feedback.c.org_id, feedback.c.id],
-        set_={**{name: stmt.excluded[name] for name in _REPLACED}, "updated_at": now},
-    ).returning(*feedback.c)
-    async with db.write() as conn:
-        returned = (await conn.execute(stmt, rows)).mappings().all()
-    by_id = {row["id"]: row for row in returned}
+    stored = await db.write_grouped(_store, rows)
     # created_at is only ever set on insert, so it equals this call's clock exactly when new.
     return [
-        (FeedbackPublic.model_validate(by_id[r["id"]]), by_id[r["id"]]["created_at"] == now)
-        for r in rows
+        (_public(row, created_at), created_at == now)
+        for row, created_at in zip(rows, stored, strict=True)
     ]
+
+
+@cache
+def _upsert(dialect: str) -> Any:
+    """Built once per dialect: building ON CONFLICT clauses costs more than running them."""
+    stmt = insert_for(dialect, feedback)
+    return stmt.on_conflict_do_update(
+        index_elements=[feedback.c.org_id, feedback.c.id],
+        set_={name: stmt.excluded[name] for name in (*_REPLACED, "updated_at")},
+    ).returning(feedback.c.id, feedback.c.created_at)
+
+
+async def _store(conn: AsyncConnection, submissions: Sequence[list[dict[str, Any]]]) -> list[Any]:
+    """Upsert the rows of several submissions (a group commit); each gets its rows' created_at.
+
+    A multi-row upsert may not touch one row twice (PostgreSQL refuses), so an id sent by two
+    submissions of the group goes in a later statement: the later submission replaces the
+    earlier one, as when they arrive one after the other.
+    """
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[str, int] = {}
+    for rows in submissions:
+        for row in rows:
+            index = seen[row["id"]] = seen.get(row["id"], -1) + 1
+            if index == len(rounds):
+                rounds.append([])
+            rounds[index].append(row)
+    created: dict[int, datetime] = {}
+    for batch in rounds:
+        returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
+        for row in batch:
+            created[id(row)] = returned[row["id"]]
+    return [[created[id(row)] for row in rows] for rows in submissions]
+
+
+def _public(row: dict[str, Any], created_at: datetime) -> FeedbackPublic:
+    """The stored item, from the values just written: a submission replaces every field."""
+    return FeedbackPublic.model_validate({**row, "created_at": created_at})
 
 
 def _reject_repeated_ids(items: Sequence[FeedbackCreate]) -> None:

@@ -10,10 +10,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select, tuple_
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost import pricing
 from agentcost.db import Database
@@ -131,7 +133,9 @@ def _rank(cost: float | None) -> float:
     return -1.0 if cost is None else cost
 
 
+@cache
 def _trace_upsert(dialect: str) -> Any:
+    """Built once per dialect: building its CASE clauses costs more than running it."""
     stmt = insert_for(dialect, traces)
     new, old = stmt.excluded, traces.c
 
@@ -185,6 +189,24 @@ def _trace_upsert(dialect: str) -> Any:
     )
 
 
+@cache
+def _call_insert(dialect: str) -> Any:
+    return (
+        insert_for(dialect, calls)
+        .on_conflict_do_nothing(index_elements=[calls.c.org_id, calls.c.trace_id, calls.c.call_id])
+        .returning(calls.c.org_id, calls.c.trace_id, calls.c.call_id)
+    )
+
+
+@dataclass(slots=True)
+class _Ingestion:
+    """One ingest call's events, keyed by call; what the group commit stores for it."""
+
+    org_id: str
+    now: datetime
+    rows: dict[tuple[str, str], _CallRow]
+
+
 async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> IngestResult:
     """Store the events all-or-nothing; the answer comes after the commit."""
     if not events:
@@ -194,33 +216,54 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
     for event in events:
         row = _call_row(org_id, event, now)
         rows.setdefault(row.key, row)  # the same call twice in one batch is one call
-    call_values = [
-        {k: v for k, v in row.values.items() if not k.startswith("_")} for row in rows.values()
-    ]
-    async with db.write() as conn:
-        stmt = (
-            insert_for(db.dialect, calls)
-            .on_conflict_do_nothing(
-                index_elements=[calls.c.org_id, calls.c.trace_id, calls.c.call_id]
-            )
-            .returning(calls.c.trace_id, calls.c.call_id)
-        )
-        inserted = {tuple(r) for r in (await conn.execute(stmt, call_values)).all()}
-        by_trace: dict[str, list[_CallRow]] = defaultdict(list)
-        for key, row in rows.items():
-            if key in inserted:
-                by_trace[key[0]].append(row)
-        if by_trace:
-            await conn.execute(
-                _trace_upsert(db.dialect),
-                [_rollup(org_id, trace_rows, now) for trace_rows in by_trace.values()],
-            )
+    accepted = await db.write_grouped(_store, _Ingestion(org_id, now, rows))
     return IngestResult(
-        accepted=len(inserted),
-        duplicates=len(events) - len(inserted),
+        accepted=accepted,
+        duplicates=len(events) - accepted,
         trace_ids=list(dict.fromkeys(key[0] for key in rows)),
         call_ids=[key[1] for key in rows],
     )
+
+
+async def _store(conn: AsyncConnection, ingestions: Sequence[_Ingestion]) -> list[int]:
+    """Insert the calls of several ingest calls (a group commit) and roll each trace up once;
+    each ingestion gets the number of its calls that were new.
+
+    A call sent by two ingestions of the group belongs to the earlier one, as if they had
+    arrived one after the other; the later one counts it as a duplicate.
+    """
+    owner: dict[tuple[str, str, str], int] = {}
+    for index, ingestion in enumerate(ingestions):
+        for key in ingestion.rows:
+            owner.setdefault((ingestion.org_id, *key), index)
+    values = [
+        {k: v for k, v in row.values.items() if not k.startswith("_")}
+        for index, ingestion in enumerate(ingestions)
+        for key, row in ingestion.rows.items()
+        if owner[(ingestion.org_id, *key)] == index
+    ]
+    dialect = conn.dialect.name
+    returned = (await conn.execute(_call_insert(dialect), values)).all()
+    inserted = {(org_id, trace_id, call_id) for org_id, trace_id, call_id in returned}
+    accepted = [0] * len(ingestions)
+    by_trace: dict[tuple[str, str], list[_CallRow]] = defaultdict(list)
+    latest: dict[tuple[str, str], datetime] = {}
+    for index, ingestion in enumerate(ingestions):
+        for key, row in ingestion.rows.items():
+            full_key = (ingestion.org_id, *key)
+            if full_key in inserted and owner[full_key] == index:
+                accepted[index] += 1
+                by_trace[ingestion.org_id, key[0]].append(row)
+                latest[ingestion.org_id, key[0]] = ingestion.now
+    if by_trace:
+        await conn.execute(
+            _trace_upsert(dialect),
+            [
+                _rollup(org_id, trace_rows, latest[org_id, trace_id])
+                for (org_id, trace_id), trace_rows in by_trace.items()
+            ],
+        )
+    return accepted
 
 
 async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:

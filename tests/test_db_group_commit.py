@@ -1,0 +1,165 @@
+"""Group commit (Database.write_grouped): many callers' writes in one transaction, each caller
+answered after the commit with its own result or its own exception."""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from agentcost.db import Database
+from agentcost.migrate import upgrade
+from agentcost.models import FeedbackCreate, TraceEvent, utcnow
+from agentcost.services import feedback, traces
+from agentcost.services.sql import feedback as feedback_table
+from agentcost.services.sql import traces as traces_table
+
+pytestmark = pytest.mark.anyio
+
+ORG = "org-group"
+group_sizes: list[int] = []
+
+
+def _row(item_id: str) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "org_id": ORG,
+        "id": item_id,
+        "trace_id": "t",
+        "score": 1,
+        "source": "user",
+        "tags": [],
+        "metadata": {},
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+async def _plain_insert(conn: AsyncConnection, ids: Sequence[str]) -> list[str]:
+    """A plain INSERT (no ON CONFLICT): a repeated id fails in the database itself."""
+    group_sizes.append(len(ids))
+    await conn.execute(insert(feedback_table), [_row(i) for i in ids])
+    return [f"stored {i}" for i in ids]
+
+
+async def _refuse_bad(conn: AsyncConnection, ids: Sequence[str]) -> list[str]:
+    """Stores its items, but raises (in Python, mid-transaction) when one of them is "bad"."""
+    group_sizes.append(len(ids))
+    await conn.execute(insert(feedback_table), [_row(i) for i in ids])
+    if "bad" in ids:
+        raise ValueError("bad item")
+    return list(ids)
+
+
+async def _stored_ids(db: Database) -> set[str]:
+    async with db.read() as conn:
+        return set((await conn.execute(select(feedback_table.c.id))).scalars())
+
+
+async def test_concurrent_writes_share_one_commit_and_get_their_own_results(db: Database) -> None:
+    group_sizes.clear()
+    ids = [f"f{i}" for i in range(40)]
+    results = await asyncio.gather(*(db.write_grouped(_plain_insert, i) for i in ids))
+    assert results == [f"stored {i}" for i in ids]
+    assert await _stored_ids(db) == set(ids)
+    assert max(group_sizes) > 1  # queued together, committed together
+
+
+async def test_a_failing_item_fails_alone_in_python(db: Database) -> None:
+    group_sizes.clear()
+    ids = ["a", "b", "bad", "c"]
+    results = await asyncio.gather(
+        *(db.write_grouped(_refuse_bad, i) for i in ids), return_exceptions=True
+    )
+    assert results[:2] == ["a", "b"] and results[3] == "c"
+    assert isinstance(results[2], ValueError) and str(results[2]) == "bad item"
+    assert await _stored_ids(db) == {"a", "b", "c"}
+    assert group_sizes[0] == 4  # tried as one group first, then item by item
+
+
+async def test_a_failing_item_fails_alone_in_the_database(db: Database) -> None:
+    await db.write_grouped(_plain_insert, "taken")
+    results = await asyncio.gather(
+        *(db.write_grouped(_plain_insert, i) for i in ("x", "taken", "y")),
+        return_exceptions=True,
+    )
+    assert results[0] == "stored x" and results[2] == "stored y"
+    assert isinstance(results[1], Exception)  # the primary key violation, its own
+    assert await _stored_ids(db) == {"taken", "x", "y"}
+
+
+async def test_a_cancelled_waiter_leaves_the_writer_working(db: Database) -> None:
+    release = asyncio.Event()
+
+    async def blocked(conn: AsyncConnection, ids: Sequence[str]) -> list[str]:
+        await release.wait()
+        return await _plain_insert(conn, ids)
+
+    first = asyncio.create_task(db.write_grouped(blocked, "first"))
+    await asyncio.sleep(0.05)  # the writer now holds "first"
+    waiting = asyncio.create_task(db.write_grouped(_plain_insert, "gone"))
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    release.set()
+    assert await asyncio.wait_for(first, 10) == "stored first"
+    assert await asyncio.wait_for(db.write_grouped(_plain_insert, "after"), 10) == "stored after"
+    assert await _stored_ids(db) == {"first", "after"}  # a cancelled, untaken item is skipped
+
+
+async def test_dispose_answers_queued_writes_first(settings: Any) -> None:
+    db = Database.from_settings(settings)
+    await upgrade(db)
+    pending = [asyncio.create_task(db.write_grouped(_plain_insert, f"d{i}")) for i in range(5)]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(db.dispose(), 10)
+    assert [t.result() for t in pending] == [f"stored d{i}" for i in range(5)]
+
+
+async def test_same_feedback_id_twice_in_one_group_replaces_in_order(db: Database) -> None:
+    first, second = await asyncio.gather(
+        feedback.submit(db, org_id=ORG, items=[FeedbackCreate(id="same", trace_id="t1", score=1)]),
+        feedback.submit(db, org_id=ORG, items=[FeedbackCreate(id="same", trace_id="t1", score=-1)]),
+    )
+    assert first[0][1] is True and second[0][1] is False
+    assert second[0][0].score == -1
+    assert second[0][0].created_at == first[0][0].created_at
+    stored = await feedback.get(db, org_id=ORG, feedback_id="same")
+    assert stored.score == -1 and stored.created_at == first[0][0].created_at
+
+
+async def test_concurrent_feedback_each_answered_with_its_own_row(db: Database) -> None:
+    answers = await asyncio.gather(
+        *(
+            feedback.submit(
+                db, org_id=ORG, items=[FeedbackCreate(trace_id=f"t{i}", score=i % 3 - 1)]
+            )
+            for i in range(30)
+        )
+    )
+    for i, [(saved, created)] in enumerate(answers):
+        assert created and saved.trace_id == f"t{i}" and saved.score == i % 3 - 1
+        assert await feedback.get(db, org_id=ORG, feedback_id=saved.id) == saved
+
+
+async def test_concurrent_events_of_one_trace_roll_up_once_each(db: Database) -> None:
+    def ingest(call_id: str, cost: float):  # type: ignore[no-untyped-def]
+        return traces.ingest(
+            db,
+            org_id=ORG,
+            events=[TraceEvent(trace_id="shared", call_id=call_id, model="m", cost=cost)],
+        )
+
+    results = await asyncio.gather(
+        *(ingest(f"c{i}", 0.5) for i in range(10)), ingest("c0", 0.5), ingest("c1", 0.5)
+    )
+    assert [r.accepted for r in results] == [1] * 10 + [0, 0]
+    assert [r.duplicates for r in results] == [0] * 10 + [1, 1]
+    trace = await traces.get_trace(db, org_id=ORG, trace_id="shared")
+    assert trace.call_count == 10 and trace.cost == pytest.approx(5.0)
+    async with db.read() as conn:
+        count = (await conn.execute(select(func.count()).select_from(traces_table))).scalar()
+    assert count == 1
