@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, tuple_, update
 from agentcost.db import Database
 from agentcost.errors import FieldError, InvalidInput, NotFound
 from agentcost.models import FeedbackCreate, FeedbackPublic, FeedbackUpdate, utcnow
-from agentcost.services import cursors
+from agentcost.services import cursors, rollups
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
@@ -59,7 +59,13 @@ async def submit(
         set_={**{name: stmt.excluded[name] for name in _REPLACED}, "updated_at": now},
     ).returning(*feedback.c)
     async with db.write() as conn:
+        tracker = rollups.Tracker(conn, org_id)
+        await tracker.before(
+            trace_ids=[row["trace_id"] for row in rows],
+            feedback_ids=[item.id for item in items if item.id is not None],
+        )
         returned = (await conn.execute(stmt, rows)).mappings().all()
+        await tracker.after()
     by_id = {row["id"]: row for row in returned}
     # created_at is only ever set on insert, so it equals this call's clock exactly when new.
     return [
@@ -133,6 +139,8 @@ async def update_feedback(
         values[name] = value
     where = (feedback.c.org_id == org_id, feedback.c.id == feedback_id)
     async with db.write() as conn:
+        tracker = rollups.Tracker(conn, org_id)
+        await tracker.before(feedback_ids=[feedback_id])
         if values:
             stmt = update(feedback).where(*where).values(**values, updated_at=utcnow())
         else:
@@ -140,6 +148,7 @@ async def update_feedback(
         row = (
             (await conn.execute(stmt.returning(*feedback.c) if values else stmt)).mappings().first()
         )
+        await tracker.after()
     if row is None:
         raise NotFound("feedback", feedback_id)
     return FeedbackPublic.model_validate(row)
@@ -147,6 +156,8 @@ async def update_feedback(
 
 async def delete_feedback(db: Database, *, org_id: str, feedback_id: str) -> None:
     async with db.write() as conn:
+        tracker = rollups.Tracker(conn, org_id)
+        await tracker.before(feedback_ids=[feedback_id])
         deleted = (
             await conn.execute(
                 delete(feedback)
@@ -154,6 +165,7 @@ async def delete_feedback(db: Database, *, org_id: str, feedback_id: str) -> Non
                 .returning(feedback.c.id)
             )
         ).first()
+        await tracker.after()
     if deleted is None:
         raise NotFound("feedback", feedback_id)
 

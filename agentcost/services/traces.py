@@ -25,7 +25,7 @@ from agentcost.models import (
     TracePublic,
     utcnow,
 )
-from agentcost.services import cursors
+from agentcost.services import cursors, rollups
 from agentcost.services.filters import (
     ScoreFilter,
     TraceFilter,
@@ -198,6 +198,8 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
         {k: v for k, v in row.values.items() if not k.startswith("_")} for row in rows.values()
     ]
     async with db.write() as conn:
+        tracker = rollups.Tracker(conn, org_id)
+        await tracker.before(trace_ids=[key[0] for key in rows])
         stmt = (
             insert_for(db.dialect, calls)
             .on_conflict_do_nothing(
@@ -215,6 +217,7 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
                 _trace_upsert(db.dialect),
                 [_rollup(org_id, trace_rows, now) for trace_rows in by_trace.values()],
             )
+        await tracker.after(votes_changed=False)
     return IngestResult(
         accepted=len(inserted),
         duplicates=len(events) - len(inserted),
