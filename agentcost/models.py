@@ -562,3 +562,26 @@ class FeedbackTokenRequest(_Input):
 class FeedbackToken(BaseModel):
     token: str
     expires_at: datetime
+
+
+class QualityRollup(SQLModel, table=True):
+    """Vote and cost sums per group and hour of trace time, kept current by every write, so
+    analytics cost grows with the number of groups, not of rows (see services/rollups.py)."""
+
+    __tablename__ = "quality_rollups"
+
+    org_id: str = Col(primary_key=True, max_length=64)
+    dim: str = Col(primary_key=True, max_length=8)
+    source: str = Col(primary_key=True, max_length=32)
+    key1: str = Col(primary_key=True, max_length=MAX_NAME)
+    key2: int = Col(primary_key=True)
+    project: str = Col(primary_key=True, max_length=MAX_NAME)
+    bucket: int = Col(primary_key=True)
+    total: int = 0
+    positive: int = 0
+    negative: int = 0
+    rated: int = 0
+    positive_traces: int = 0
+    cost_nanos: int = Col(default=0, sa_type=BigInteger)
+    costed: int = 0
+    unknown: int = 0

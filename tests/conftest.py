@@ -25,7 +25,15 @@ from agentcost.settings import Settings
 PG_ADMIN_URL = os.environ.get(
     "AGENTCOST_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-TABLES = ("feedback", "calls", "traces", "api_keys", "organizations", "server_secrets")
+TABLES = (
+    "feedback",
+    "calls",
+    "traces",
+    "quality_rollups",
+    "api_keys",
+    "organizations",
+    "server_secrets",
+)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agentcost.db import Database
 from agentcost.errors import FieldError, InvalidInput, NotFound
 from agentcost.models import FeedbackCreate, FeedbackPublic, FeedbackUpdate, utcnow
-from agentcost.services import cursors
+from agentcost.services import cursors, rollups
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
@@ -89,10 +89,16 @@ async def _store(conn: AsyncConnection, submissions: Sequence[list[dict[str, Any
                 rounds.append([])
             rounds[index].append(row)
     created: dict[int, datetime] = {}
-    for batch in rounds:
-        returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
-        for row in batch:
-            created[id(row)] = returned[row["id"]]
+    everything = [row for rows in submissions for row in rows]
+    async with rollups.maintained(
+        conn,
+        traces_of=[(row["org_id"], row["trace_id"]) for row in everything],
+        feedback_of=[(row["org_id"], row["id"]) for row in everything],
+    ):
+        for batch in rounds:
+            returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
+            for row in batch:
+                created[id(row)] = returned[row["id"]]
     return [[created[id(row)] for row in rows] for rows in submissions]
 
 
@@ -165,7 +171,7 @@ async def update_feedback(
             value = [] if name == "tags" else {}
         values[name] = value
     where = (feedback.c.org_id == org_id, feedback.c.id == feedback_id)
-    async with db.write() as conn:
+    async with db.write() as conn, rollups.maintained(conn, feedback_of=[(org_id, feedback_id)]):
         if values:
             stmt = update(feedback).where(*where).values(**values, updated_at=utcnow())
         else:
@@ -179,7 +185,7 @@ async def update_feedback(
 
 
 async def delete_feedback(db: Database, *, org_id: str, feedback_id: str) -> None:
-    async with db.write() as conn:
+    async with db.write() as conn, rollups.maintained(conn, feedback_of=[(org_id, feedback_id)]):
         deleted = (
             await conn.execute(
                 delete(feedback)

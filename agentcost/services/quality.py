@@ -6,7 +6,9 @@ into groups (model, prompt version, the whole org). Python only rounds the final
 """
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Integer, exists, func, literal, or_, select
@@ -22,6 +24,14 @@ from agentcost.models import (
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_cost, attributed_model, join_attribution
 from agentcost.services.filters import AnalyticsFilter, analytics_conditions
+from agentcost.services.rollups import (
+    ALL_SOURCES,
+    COUNT_FIELDS,
+    NO_VERSION,
+    Counts,
+    rollups,
+    to_nanos,
+)
 from agentcost.services.sql import calls, count_where, feedback, traces
 
 _Z = 1.959963984540054  # two-sided 95 %
@@ -131,15 +141,9 @@ async def by_model(
     db: Database, *, org_id: str, filters: AnalyticsFilter, model: str | None = None
 ) -> list[ModelQuality]:
     """Per attributed model, most-rated first."""
-    model_expr = attributed_model()
-    conditions = [] if model is None else [model_expr == model]
-    subjects = _subjects(
-        org_id, filters, {"model": model_expr}, conditions=conditions, by_call=True
-    )
-    stmt = _groups_query(subjects, ["model"])
     async with db.read() as conn:
-        rows = (await conn.execute(stmt)).all()
-    result = [ModelQuality(model=row.model, **metrics(row)) for row in rows]
+        groups = await _group_sums(conn, org_id, "model", filters, key1=model)
+    result = [ModelQuality(model=key1, **metrics(c)) for (key1, _), c in groups.items()]
     result.sort(key=lambda q: (-q.total_feedback, q.model))
     return result
 
@@ -158,29 +162,24 @@ async def for_model(
     async with db.read() as conn:
         if not (await conn.execute(select(seen))).scalar():
             raise NotFound("model", model)
-    return ModelQuality(model=model, **metrics(_EMPTY))
+    return ModelQuality(model=model, **metrics(Counts()))
 
 
 async def by_prompt_version(
     db: Database, *, org_id: str, prompt_id: str, filters: AnalyticsFilter
 ) -> list[PromptVersionQuality]:
     """Per version of one prompt, in version order; NotFound when no trace used the prompt."""
-    subjects = _subjects(
-        org_id,
-        filters,
-        {"version": traces.c.prompt_version},
-        conditions=[traces.c.prompt_id == prompt_id],
-    )
-    stmt = _groups_query(subjects, ["version"])
     async with db.read() as conn:
-        rows = (await conn.execute(stmt)).all()
-        if not rows:
+        groups = await _group_sums(conn, org_id, "prompt", filters, key1=prompt_id)
+        if not groups:
             seen = exists().where(traces.c.org_id == org_id, traces.c.prompt_id == prompt_id)
             if not (await conn.execute(select(seen))).scalar():
                 raise NotFound("prompt", prompt_id)
     result = [
-        PromptVersionQuality(prompt_id=prompt_id, version=row.version, **metrics(row))
-        for row in rows
+        PromptVersionQuality(
+            prompt_id=prompt_id, version=None if key2 == NO_VERSION else key2, **metrics(c)
+        )
+        for (_, key2), c in groups.items()
     ]
     result.sort(key=lambda q: (q.version is None, q.version or 0))
     return result
@@ -188,20 +187,170 @@ async def by_prompt_version(
 
 async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> FeedbackSummary:
     """Everything in the org; feedback on unknown traces counts unless a trace filter is set."""
-    subjects = _subjects(org_id, filters, {"all": literal(1)}, keep_unknown_traces=True)
-    totals = _groups_query(subjects, [])
-    by_source = (
-        select(feedback.c.source, func.count())
-        .select_from(join_attribution(feedback, keep_unknown_traces=True))
-        .where(*analytics_conditions(org_id, filters))
-        .group_by(feedback.c.source)
-    )
     async with db.read() as conn:
-        row = (await conn.execute(totals)).first() or _EMPTY
-        sources = {source: count for source, count in await conn.execute(by_source)}
+        groups = await _group_sums(conn, org_id, "all", filters)
+        sources = await _source_counts(conn, org_id, filters)
+    counts = groups.get(("", NO_VERSION), Counts())
     return FeedbackSummary(
-        **metrics(row), unknown_trace_feedback=int(row.unknown), by_source=sources
+        **metrics(counts), unknown_trace_feedback=counts.unknown, by_source=sources
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the sums come from: roll-ups for whole hours of trace time, the scan path for the
+# partial hours at a window's edges and for filters roll-ups do not key (user, tag).
+
+GroupKey = tuple[str, int]
+_HOUR = 3600
+
+
+def _scan_groups(dim: str, key1: str | None) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    """The scan path's grouping for a dimension: group columns, conditions, _subjects options."""
+    if dim == "model":
+        model = attributed_model()
+        return (
+            {"key1": model, "key2": literal(NO_VERSION)},
+            [] if key1 is None else [model == key1],
+            {"by_call": True},
+        )
+    if dim == "prompt":
+        return (
+            {
+                "key1": traces.c.prompt_id,
+                "key2": func.coalesce(traces.c.prompt_version, NO_VERSION),
+            },
+            [traces.c.prompt_id == key1],
+            {},
+        )
+    return {"key1": literal(""), "key2": literal(NO_VERSION)}, [], {"keep_unknown_traces": True}
+
+
+async def _scan(
+    conn: Any, org_id: str, dim: str, filters: AnalyticsFilter, key1: str | None
+) -> dict[GroupKey, Counts]:
+    groups, conditions, options = _scan_groups(dim, key1)
+    subjects = _subjects(org_id, filters, groups, conditions=conditions, **options)
+    result: dict[GroupKey, Counts] = {}
+    for row in await conn.execute(_groups_query(subjects, ["key1", "key2"])):
+        result[(row.key1, int(row.key2))] = Counts(
+            total=int(row.total),
+            positive=int(row.positive),
+            negative=int(row.negative),
+            rated=int(row.rated),
+            positive_traces=int(row.positive_traces),
+            cost_nanos=to_nanos(row.total_cost),
+            costed=int(row.costed),
+            unknown=int(row.unknown),
+        )
+    return result
+
+
+async def _group_sums(
+    conn: Any, org_id: str, dim: str, filters: AnalyticsFilter, *, key1: str | None = None
+) -> dict[GroupKey, Counts]:
+    """The sums of each non-empty group, exactly as the scan path would give them."""
+    if filters.user_id is not None or filters.tag is not None:
+        return await _scan(conn, org_id, dim, filters, key1)
+    buckets, edges = _split_window(filters)
+    result: dict[GroupKey, Counts] = defaultdict(Counts)
+    if buckets is not None:
+        stmt = (
+            select(
+                rollups.c.key1,
+                rollups.c.key2,
+                *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
+            )
+            .where(*_rollup_conditions(org_id, dim, filters, buckets, key1))
+            .group_by(rollups.c.key1, rollups.c.key2)
+        )
+        for row in await conn.execute(stmt):
+            result[(row.key1, int(row.key2))].add(
+                Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
+            )
+    for edge in edges:
+        for key, counts in (await _scan(conn, org_id, dim, edge, key1)).items():
+            result[key].add(counts)
+    return {key: counts for key, counts in result.items() if counts.total}
+
+
+async def _source_counts(conn: Any, org_id: str, filters: AnalyticsFilter) -> dict[str, int]:
+    """Votes per source for the summary, from the same pieces as _group_sums."""
+    scan_filters: list[AnalyticsFilter] = [filters]
+    result: dict[str, int] = defaultdict(int)
+    if filters.user_id is None and filters.tag is None:
+        buckets, scan_filters = _split_window(filters)
+        if buckets is not None:
+            conditions = _rollup_conditions(org_id, "all", filters, buckets, None, per_source=True)
+            stmt = (
+                select(rollups.c.source, func.sum(rollups.c.total))
+                .where(*conditions)
+                .group_by(rollups.c.source)
+            )
+            for source, total in await conn.execute(stmt):
+                result[source] += int(total)
+    for f in scan_filters:
+        stmt = (
+            select(feedback.c.source, func.count())
+            .select_from(join_attribution(feedback, keep_unknown_traces=True))
+            .where(*analytics_conditions(org_id, f))
+            .group_by(feedback.c.source)
+        )
+        for source, total in await conn.execute(stmt):
+            result[source] += int(total)
+    return {source: total for source, total in result.items() if total}
+
+
+def _rollup_conditions(
+    org_id: str,
+    dim: str,
+    filters: AnalyticsFilter,
+    buckets: tuple[int | None, int | None],
+    key1: str | None,
+    *,
+    per_source: bool = False,
+) -> list[Any]:
+    """Rows of a dimension under the filters; per_source picks each source's own rows
+    instead of the all-sources ("*") ones when no source is asked for."""
+    conditions = [rollups.c.org_id == org_id, rollups.c.dim == dim]
+    if filters.source is not None:
+        conditions.append(rollups.c.source == filters.source.value)
+    elif per_source:
+        conditions.append(rollups.c.source != ALL_SOURCES)
+    else:
+        conditions.append(rollups.c.source == ALL_SOURCES)
+    if key1 is not None:
+        conditions.append(rollups.c.key1 == key1)
+    if filters.project is not None:
+        conditions.append(rollups.c.project == filters.project)
+    low, high = buckets
+    if filters.since is not None or filters.until is not None:
+        # A window on trace time leaves out feedback whose trace has not arrived (bucket -1).
+        conditions.append(rollups.c.bucket >= max(low or 0, 0))
+    if high is not None:
+        conditions.append(rollups.c.bucket < high)
+    return conditions
+
+
+def _split_window(
+    filters: AnalyticsFilter,
+) -> tuple[tuple[int | None, int | None] | None, list[AnalyticsFilter]]:
+    """Whole hours inside [since, until) as a bucket range, and the partial hours around them
+    as windows for the scan path. None for the range when no whole hour fits."""
+    since, until = filters.since, filters.until
+    low = None if since is None else math.ceil(since.timestamp() / _HOUR)
+    high = None if until is None else math.floor(until.timestamp() / _HOUR)
+    if low is not None and high is not None and low >= high:
+        return None, [filters]
+    edges = []
+    if since is not None and low is not None and since < _hour(low):
+        edges.append(filters.model_copy(update={"until": _hour(low)}))
+    if until is not None and high is not None and _hour(high) < until:
+        edges.append(filters.model_copy(update={"since": _hour(high)}))
+    return (low, high), edges
+
+
+def _hour(bucket: int) -> datetime:
+    return datetime.fromtimestamp(bucket * _HOUR, tz=UTC)
 
 
 async def trace_scores(
@@ -244,11 +393,3 @@ def _score(trace_id: str, total: int, pos: int, neg: int) -> TraceScore:
         neutral=total - pos - neg,
         score=round((pos - neg) / total, 3) if total else None,
     )
-
-
-class _Empty:
-    total = positive = negative = rated = positive_traces = costed = unknown = 0
-    total_cost = None
-
-
-_EMPTY = _Empty()

@@ -27,7 +27,7 @@ from agentcost.models import (
     TracePublic,
     utcnow,
 )
-from agentcost.services import cursors
+from agentcost.services import cursors, rollups
 from agentcost.services.filters import (
     ScoreFilter,
     TraceFilter,
@@ -242,6 +242,20 @@ async def _store(conn: AsyncConnection, ingestions: Sequence[_Ingestion]) -> lis
         for key, row in ingestion.rows.items()
         if owner[(ingestion.org_id, *key)] == index
     ]
+    async with rollups.maintained(
+        conn,
+        traces_of=[(v["org_id"], v["trace_id"]) for v in values],
+        votes_changed=False,
+    ):
+        return await _store_calls(conn, ingestions, owner, values)
+
+
+async def _store_calls(
+    conn: AsyncConnection,
+    ingestions: Sequence[_Ingestion],
+    owner: dict[tuple[str, str, str], int],
+    values: list[dict[str, Any]],
+) -> list[int]:
     dialect = conn.dialect.name
     returned = (await conn.execute(_call_insert(dialect), values)).all()
     inserted = {(org_id, trace_id, call_id) for org_id, trace_id, call_id in returned}
