@@ -77,7 +77,7 @@ async def main(args: argparse.Namespace) -> None:
             first.raise_for_status()
             results = []
             for label, path in routes(first.headers.get("X-Next-Cursor")):
-                median_ms, response = await time_route(client, path, runs=args.runs)
+                median_ms, response, _ = await time_route(client, path, runs=args.runs)
                 results.append((label, median_ms, len(response.content)))
                 log(f"{label}: {median_ms:.1f} ms")
 

@@ -13,25 +13,20 @@ over HTTP: sequentially (latency) and from --concurrency clients at once (throug
 import sys
 from pathlib import Path
 
-# Run as a script, this file's folder leads sys.path, and this file is named graphql.py: drop the
-# folder so that `import graphql` (inside Strawberry) finds graphql-core, not this script.
+# Run as a script, this file's folder leads sys.path, and this file is named graphql.py: move the
+# folder last so that `import graphql` (inside Strawberry) finds graphql-core, not this script,
+# while `import common` still finds the shared bench code.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
+    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
-import os
-import socket
-import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
-from sqlalchemy import event
+from common import ORG, Server, counting
 
 from agentcost.db import Database
 from agentcost.graphql_api import schema
@@ -41,7 +36,6 @@ from agentcost.models import FeedbackCreate, TraceEvent
 from agentcost.services import feedback, traces
 from agentcost.services.auth import open_principal
 
-ORG = "default"
 SMALL = '{ trace(traceId: "bench-0000") { traceId cost model } }'
 NESTED = """{
   traces(first: 50) {
@@ -58,7 +52,6 @@ QUERIES = [
     ("small: trace(traceId) 3 fields", SMALL),
     ("nested: 50 traces + calls/feedback/score", NESTED),
 ]
-_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK")
 
 
 async def seed(db: Database, n: int) -> None:
@@ -90,21 +83,6 @@ async def seed(db: Database, n: int) -> None:
     await feedback.submit(db, org_id=ORG, items=votes)
 
 
-@contextmanager
-def counting(db: Database) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
-        if not sql.lstrip().upper().startswith(_CONTROL):
-            statements.append(sql)
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
-
-
 async def prepare(url: str, n: int) -> dict[str, int]:
     """Seed the database and count each query's SQL statements in-process."""
     db = Database(url)
@@ -125,40 +103,6 @@ async def prepare(url: str, n: int) -> dict[str, int]:
         return counts
     finally:
         await db.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def server(url: str, data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "AGENTCOST_DATABASE_URL": url, "AGENTCOST_DATA_DIR": str(data_dir)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "agentcost.app:create_app", "--factory",
-         "--host=127.0.0.1", f"--port={port}", "--log-level=warning"],
-        env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                sys.exit("the server did not start")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 async def measure(base: str, query: str, seconds: float, concurrency: int) -> tuple[float, float]:
@@ -192,6 +136,18 @@ async def measure(base: str, query: str, seconds: float, concurrency: int) -> tu
         return latency_ms, done / (time.perf_counter() - begun)
 
 
+async def measure_all(
+    url: str, counts: dict[str, int], args: argparse.Namespace
+) -> list[tuple[str, float, float, int]]:
+    """(label, requests/s, latency ms, statements) of each query against one server process."""
+    rows = []
+    async with Server(url) as server:
+        for label, query in QUERIES:
+            latency, rps = await measure(server.base_url, query, args.seconds, args.concurrency)
+            rows.append((label, rps, latency, counts[label]))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--traces", type=int, default=300)
@@ -201,11 +157,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="agentcost-bench-") as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         counts = asyncio.run(prepare(url, args.traces))
-        rows = []
-        with server(url, Path(tmp)) as base:
-            for label, query in QUERIES:
-                latency, rps = asyncio.run(measure(base, query, args.seconds, args.concurrency))
-                rows.append((label, rps, latency, counts[label]))
+        rows = asyncio.run(measure_all(url, counts, args))
     print(f"\nSQLite, 1 uvicorn worker, {args.concurrency} concurrent clients for throughput")
     print(f"{'query':<44}{'requests/s':>12}{'ms (1 client)':>15}{'SQL statements':>16}")
     for label, rps, latency, statements in rows:

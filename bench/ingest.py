@@ -15,11 +15,13 @@ import uuid
 from typing import Any
 
 from common import (
-    ORG,
+    FEEDBACK,
+    HEALTH,
+    TRACE,
     LoadResult,
-    Request,
     Server,
     add_database_args,
+    committed,
     database,
     describe_url,
     generate,
@@ -28,46 +30,6 @@ from common import (
     table,
     target_database,
 )
-from sqlalchemy import func, select
-
-from agentcost.db import Database
-from agentcost.services.sql import feedback, traces
-
-HEALTH = Request("GET", "/api/health")
-# The guide's thumbs-up body; user_id marks the run so its rows can be counted afterwards.
-FEEDBACK = Request(
-    "POST",
-    "/api/feedback",
-    '{"trace_id": "{tag}-{conn}-{n}", "score": 1, "comment": "Accurate and helpful", '
-    '"user_id": "{tag}", "tags": ["bench"]}',
-)
-# One LLM call as AgentCost's SDK sends it (cost left out: the service prices the tokens).
-TRACE = Request(
-    "POST",
-    "/api/trace",
-    '{"trace_id": "{tag}-{conn}-{n}", "project": "{tag}", "model": "gpt-4.1-mini", '
-    '"provider": "openai", "input_tokens": 1200, "output_tokens": 300, "latency_ms": 850.5, '
-    '"status": "success", "agent_id": "bench-agent", "session_id": "s-{conn}", '
-    '"metadata": {"prompt_id": "support-bot", "prompt_version": "v2"}}',
-)
-
-
-async def committed(db: Database, kind: str, tag: str) -> int:
-    """Rows of one run, counted until the count settles (requests in flight at the stop)."""
-    if kind == "feedback":
-        where = (feedback.c.org_id == ORG, feedback.c.user_id == tag)
-        stmt = select(func.count()).select_from(feedback).where(*where)
-    else:
-        stmt = select(func.count()).select_from(traces).where(traces.c.project == tag)
-    last = -1
-    for _ in range(20):  # at most ~10 s
-        async with db.read() as conn:
-            count = int((await conn.execute(stmt)).scalar_one())
-        if count == last:
-            return count
-        last = count
-        await asyncio.sleep(0.5)
-    return last
 
 
 async def main(args: argparse.Namespace) -> None:

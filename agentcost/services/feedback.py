@@ -251,7 +251,8 @@ async def for_traces(
             await conn.execute(
                 select(feedback)
                 .where(feedback.c.org_id == org_id, feedback.c.trace_id.in_(set(trace_ids)))
-                .order_by(feedback.c.created_at, feedback.c.id)
+                # trace_id first: the index order, so no plan sorts all of the org's votes
+                .order_by(feedback.c.trace_id, feedback.c.created_at, feedback.c.id)
             )
         ).mappings()
         for row in rows:

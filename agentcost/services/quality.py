@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, exists, func, literal, or_, select
+from sqlalchemy import Integer, exists, func, literal, or_, select, union_all
 
 from agentcost.db import Database
 from agentcost.errors import NotFound
@@ -23,11 +23,14 @@ from agentcost.models import (
 )
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_cost, attributed_model, join_attribution
-from agentcost.services.filters import AnalyticsFilter, analytics_conditions
+from agentcost.services.filters import AnalyticsFilter, analytics_conditions, trace_window
 from agentcost.services.rollups import (
     ALL_SOURCES,
     COUNT_FIELDS,
+    DAILY,
+    HOURLY,
     NO_VERSION,
+    TOTAL,
     Counts,
     rollups,
     to_nanos,
@@ -66,7 +69,6 @@ def _subjects(
         .select_from(join_attribution(feedback, keep_unknown_traces=keep_unknown_traces))
         .where(*analytics_conditions(org_id, filters), *conditions)
         .group_by(*groups.values(), *subject)
-        .subquery("subjects")
     )
 
 
@@ -201,6 +203,8 @@ async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> Fee
 # partial hours at a window's edges and for filters roll-ups do not key (user, tag).
 
 GroupKey = tuple[str, int]
+Range = tuple[str, int | None, int | None]  # roll-up level, bucket range [low, high)
+Window = tuple[datetime | None, datetime | None]  # of trace time, [since, until)
 _HOUR = 3600
 
 
@@ -226,10 +230,20 @@ def _scan_groups(dim: str, key1: str | None) -> tuple[dict[str, Any], list[Any],
 
 
 async def _scan(
-    conn: Any, org_id: str, dim: str, filters: AnalyticsFilter, key1: str | None
+    conn: Any,
+    org_id: str,
+    dim: str,
+    filters: AnalyticsFilter,
+    key1: str | None,
+    windows: Sequence[Window] | None = None,
 ) -> dict[GroupKey, Counts]:
+    """The scan path: over the filters' own window, or over several windows of trace time."""
     groups, conditions, options = _scan_groups(dim, key1)
-    subjects = _subjects(org_id, filters, groups, conditions=conditions, **options)
+    parts = [
+        _subjects(org_id, part, groups, conditions=[*conditions, *window], **options)
+        for part, window in _windowed(org_id, filters, windows)
+    ]
+    subjects = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("subjects")
     result: dict[GroupKey, Counts] = {}
     for row in await conn.execute(_groups_query(subjects, ["key1", "key2"])):
         result[(row.key1, int(row.key2))] = Counts(
@@ -251,48 +265,47 @@ async def _group_sums(
     """The sums of each non-empty group, exactly as the scan path would give them."""
     if filters.user_id is not None or filters.tag is not None:
         return await _scan(conn, org_id, dim, filters, key1)
-    buckets, edges = _split_window(filters)
+    ranges, edges = _plan(filters)
     result: dict[GroupKey, Counts] = defaultdict(Counts)
-    if buckets is not None:
+    for level in ranges:
         stmt = (
             select(
                 rollups.c.key1,
                 rollups.c.key2,
                 *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
             )
-            .where(*_rollup_conditions(org_id, dim, filters, buckets, key1))
+            .where(*_rollup_conditions(org_id, dim, filters, level, key1))
             .group_by(rollups.c.key1, rollups.c.key2)
         )
         for row in await conn.execute(stmt):
             result[(row.key1, int(row.key2))].add(
                 Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
             )
-    for edge in edges:
-        for key, counts in (await _scan(conn, org_id, dim, edge, key1)).items():
+    if edges:
+        for key, counts in (await _scan(conn, org_id, dim, filters, key1, edges)).items():
             result[key].add(counts)
     return {key: counts for key, counts in result.items() if counts.total}
 
 
 async def _source_counts(conn: Any, org_id: str, filters: AnalyticsFilter) -> dict[str, int]:
     """Votes per source for the summary, from the same pieces as _group_sums."""
-    scan_filters: list[AnalyticsFilter] = [filters]
     result: dict[str, int] = defaultdict(int)
+    windows: list[Window] | None = None
     if filters.user_id is None and filters.tag is None:
-        buckets, scan_filters = _split_window(filters)
-        if buckets is not None:
-            conditions = _rollup_conditions(org_id, "all", filters, buckets, None, per_source=True)
+        ranges, windows = _plan(filters)
+        for level in ranges:
             stmt = (
                 select(rollups.c.source, func.sum(rollups.c.total))
-                .where(*conditions)
+                .where(*_rollup_conditions(org_id, "all", filters, level, None, per_source=True))
                 .group_by(rollups.c.source)
             )
             for source, total in await conn.execute(stmt):
                 result[source] += int(total)
-    for f in scan_filters:
+    for part, window in _windowed(org_id, filters, windows):
         stmt = (
             select(feedback.c.source, func.count())
             .select_from(join_attribution(feedback, keep_unknown_traces=True))
-            .where(*analytics_conditions(org_id, f))
+            .where(*analytics_conditions(org_id, part), *window)
             .group_by(feedback.c.source)
         )
         for source, total in await conn.execute(stmt):
@@ -304,14 +317,16 @@ def _rollup_conditions(
     org_id: str,
     dim: str,
     filters: AnalyticsFilter,
-    buckets: tuple[int | None, int | None],
+    level: Range,
     key1: str | None,
     *,
     per_source: bool = False,
 ) -> list[Any]:
-    """Rows of a dimension under the filters; per_source picks each source's own rows
-    instead of the all-sources ("*") ones when no source is asked for."""
-    conditions = [rollups.c.org_id == org_id, rollups.c.dim == dim]
+    """Rows of one level and bucket range of a dimension under the filters (one index range:
+    an OR of levels would scan the organisation's every row); per_source picks each source's
+    own rows instead of the all-sources ("*") ones when no source is asked for."""
+    suffix, low, high = level
+    conditions = [rollups.c.org_id == org_id, rollups.c.dim == dim + suffix]
     if filters.source is not None:
         conditions.append(rollups.c.source == filters.source.value)
     elif per_source:
@@ -322,35 +337,68 @@ def _rollup_conditions(
         conditions.append(rollups.c.key1 == key1)
     if filters.project is not None:
         conditions.append(rollups.c.project == filters.project)
-    low, high = buckets
-    if filters.since is not None or filters.until is not None:
-        # A window on trace time leaves out feedback whose trace has not arrived (bucket -1).
-        conditions.append(rollups.c.bucket >= max(low or 0, 0))
+    if low is not None:
+        conditions.append(rollups.c.bucket >= low)
     if high is not None:
         conditions.append(rollups.c.bucket < high)
     return conditions
 
 
-def _split_window(
-    filters: AnalyticsFilter,
-) -> tuple[tuple[int | None, int | None] | None, list[AnalyticsFilter]]:
-    """Whole hours inside [since, until) as a bucket range, and the partial hours around them
-    as windows for the scan path. None for the range when no whole hour fits."""
+def _plan(filters: AnalyticsFilter) -> tuple[list[Range], list[Window]]:
+    """Which roll-up rows and which scans make up [since, until) exactly.
+
+    Without a window the totals level answers alone (feedback on unknown traces included).
+    With one, whole days come from the day level, the remaining whole hours from the hour level,
+    and the partial hours at the edges from the scan path; every bucket then is >= 0, which
+    leaves out feedback whose trace (and so whose time) is unknown.
+    """
     since, until = filters.since, filters.until
-    low = None if since is None else math.ceil(since.timestamp() / _HOUR)
+    if since is None and until is None:
+        return [(TOTAL, None, None)], []
+    low = 0 if since is None else max(0, math.ceil(since.timestamp() / _HOUR))
     high = None if until is None else math.floor(until.timestamp() / _HOUR)
-    if low is not None and high is not None and low >= high:
-        return None, [filters]
-    edges = []
-    if since is not None and low is not None and since < _hour(low):
-        edges.append(filters.model_copy(update={"until": _hour(low)}))
+    if high is not None and low >= high:
+        return [], [(since, until)]
+    edges: list[Window] = []
+    if since is not None and since < _hour(low):
+        edges.append((since, _hour(low)))
     if until is not None and high is not None and _hour(high) < until:
-        edges.append(filters.model_copy(update={"since": _hour(high)}))
-    return (low, high), edges
+        edges.append((_hour(high), until))
+    day_low = -(-low // 24)
+    day_high = None if high is None else high // 24
+    if day_high is not None and day_low >= day_high:
+        return [(HOURLY, low, high)], edges
+    ranges: list[Range] = [(DAILY, day_low, day_high)]
+    if low < day_low * 24:
+        ranges.append((HOURLY, low, day_low * 24))
+    if high is not None and day_high is not None and day_high * 24 < high:
+        ranges.append((HOURLY, day_high * 24, high))
+    return ranges, edges
 
 
 def _hour(bucket: int) -> datetime:
     return datetime.fromtimestamp(bucket * _HOUR, tz=UTC)
+
+
+def _windowed(
+    org_id: str, filters: AnalyticsFilter, windows: Sequence[Window] | None
+) -> list[tuple[AnalyticsFilter, list[Any]]]:
+    """A scan's filters and extra conditions for each window of trace time (the filters' own
+    window when None). Each part starts from the traces of its window (an index range on
+    trace time) rather than from every vote of the organisation."""
+    if windows is None:
+        windows = [(filters.since, filters.until)]
+    parts = []
+    for since, until in windows:
+        part = filters.model_copy(update={"since": since, "until": until})
+        if since is None and until is None:
+            parts.append((part, []))
+            continue
+        in_window = select(traces.c.trace_id).where(
+            traces.c.org_id == org_id, *trace_window(since, until)
+        )
+        parts.append((part, [feedback.c.trace_id.in_(in_window)]))
+    return parts
 
 
 async def trace_scores(

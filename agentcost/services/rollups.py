@@ -30,6 +30,8 @@ from agentcost.services.sql import calls, feedback, insert_for, traces
 rollups: Table = QualityRollup.__table__  # type: ignore[attr-defined]
 
 ALL_SOURCES = "*"
+# Levels, as suffixes of the dimension: per hour and per day of trace time, and all time.
+HOURLY, DAILY, TOTAL = "", ":d", ":t"
 NO_PROJECT = ""
 NO_BUCKET = -1
 NO_VERSION = -1
@@ -125,12 +127,26 @@ def snapshot(conn: Connection, org_id: str, trace_ids: Iterable[str]) -> dict[st
 
 def contributions(states: dict[str, _TraceState]) -> dict[Key, Counts]:
     """The roll-up rows these traces add up to, with the scan path's per-trace rules."""
-    out: dict[Key, Counts] = defaultdict(Counts)
+    hourly: dict[Key, Counts] = defaultdict(Counts)
     for state in states.values():
         sources = sorted({v.source for v in state.votes})
         for source in [ALL_SOURCES, *sources]:
             votes = [v for v in state.votes if source in (ALL_SOURCES, v.source)]
-            _contribute(out, state, source, votes)
+            _contribute(hourly, state, source, votes)
+    return _levels(hourly)
+
+
+def _levels(hourly: dict[Key, Counts]) -> dict[Key, Counts]:
+    """Each hour's sums also go to its day and to the all-time totals. Feedback whose trace is
+    unknown has no time: it is only in the totals (bucket -1), which no time window reads."""
+    out: dict[Key, Counts] = defaultdict(Counts)
+    for (dim, source, key1, key2, project, bucket), counts in hourly.items():
+        if bucket == NO_BUCKET:
+            out[(dim + TOTAL, source, key1, key2, project, NO_BUCKET)].add(counts)
+            continue
+        out[(dim + HOURLY, source, key1, key2, project, bucket)].add(counts)
+        out[(dim + DAILY, source, key1, key2, project, bucket // 24)].add(counts)
+        out[(dim + TOTAL, source, key1, key2, project, 0)].add(counts)
     return out
 
 

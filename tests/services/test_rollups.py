@@ -32,7 +32,7 @@ def event_strategy() -> st.SearchStrategy[dict[str, Any]]:
             "cost": st.none() | st.sampled_from([0.0, 0.001, 0.02, 0.3]),
             "project": st.sampled_from(["web", "api"]),
             "call_id": st.sampled_from(["c1", "c2", "c3"]),
-            "minutes": st.integers(0, 60 * 5),
+            "minutes": st.integers(0, 60 * 60),
             "prompt": st.none() | st.sampled_from([("bot", 1), ("bot", 2), ("bot", None)]),
         }
     )
@@ -118,8 +118,8 @@ async def test_rollups_equal_a_full_recomputation(db: Database, ops: list[Any]) 
 )
 @given(
     ops=st.lists(operation, min_size=5, max_size=30),
-    since=st.none() | st.integers(-30, 6 * 60),
-    length=st.none() | st.integers(1, 6 * 60),
+    since=st.none() | st.integers(-30, 60 * 60),
+    length=st.none() | st.integers(1, 60 * 60),
     project=st.none() | st.sampled_from(["web", "api"]),
     source=st.none() | st.sampled_from(SOURCES),
 )
@@ -145,8 +145,8 @@ async def test_rollup_reads_equal_the_scan_path_for_any_window(
 
 
 async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
-    """Voted traces every 7 minutes over 5 hours; windows starting and ending on and between
-    hour boundaries read the same from roll-ups as from the scan path."""
+    """Voted traces every 37 minutes over three days; windows starting and ending on and
+    between hour and day boundaries read the same from roll-ups as from the scan path."""
     org = f"o-{uuid.uuid4().hex[:8]}"
     events = [
         TraceEvent(
@@ -156,7 +156,7 @@ async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
             project=("web", "api")[m % 3 == 0],
             timestamp=T0 + timedelta(minutes=m),
         )
-        for m in range(0, 300, 7)
+        for m in range(0, 3 * 24 * 60, 37)
     ]
     await traces.ingest(db, org_id=org, events=events)
     votes = [
@@ -164,7 +164,9 @@ async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
         for i, e in enumerate(events)
     ]
     await feedback.submit(db, org_id=org, items=votes)
-    offsets = [None, -5, 0, 1, 59, 60, 61, 119, 120, 185, 300]
+    midnight = 15 * 60  # T0 is 09:00 UTC
+    offsets = [None, -5, 0, 1, 59, 61, 185, midnight - 1, midnight, midnight + 30]
+    offsets += [midnight + 24 * 60, midnight + 24 * 60 + 61, midnight + 48 * 60 + 5, 72 * 60]
     checked = 0
     async with db.read() as conn:
         for since in offsets:
@@ -178,4 +180,4 @@ async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
                 scanned = await quality._scan(conn, org, "model", filters, None)
                 assert from_rollups == scanned, (since, until)
                 checked += bool(scanned)
-    assert checked > 40
+    assert checked > 80

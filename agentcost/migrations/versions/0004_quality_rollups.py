@@ -1,7 +1,8 @@
 """quality rollups
 
 Analytics read pre-summed roll-ups instead of scanning every vote; existing databases get them
-computed from their rows here, by the same code that keeps them current afterwards.
+computed from their rows here, by the same code that keeps them current afterwards (which reads
+only columns that exist at this revision).
 
 Revision ID: 0004
 Revises: 0003
@@ -42,8 +43,18 @@ def upgrade() -> None:
         sa.Column("unknown", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("org_id", "dim", "source", "key1", "key2", "project", "bucket"),
     )
+    # A trace's feedback in time order straight from the index (the old one made SQLite sort
+    # the organisation's every vote for one trace's list).
+    with op.batch_alter_table("feedback", schema=None) as batch_op:
+        batch_op.drop_index("ix_feedback_org_trace")
+        batch_op.create_index(
+            "ix_feedback_org_trace_created", ["org_id", "trace_id", "created_at", "id"]
+        )
     rollups.rebuild(op.get_bind())
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("feedback", schema=None) as batch_op:
+        batch_op.drop_index("ix_feedback_org_trace_created")
+        batch_op.create_index("ix_feedback_org_trace", ["org_id", "trace_id"])
     op.drop_table("quality_rollups")
