@@ -153,8 +153,9 @@ class Feedback(SQLModel, table=True):
 
     __tablename__ = "feedback"
     __table_args__ = (
-        # Covers a trace's feedback in time order, so no plan sorts the org's every vote.
-        Index("ix_feedback_org_trace_created", "org_id", "trace_id", "created_at", "id"),
+        # A trace's feedback in time order, so no plan sorts the org's every vote. Not `id` as
+        # well: SQLite would then scan this index for lookups by id instead of the key's.
+        Index("ix_feedback_org_trace_created", "org_id", "trace_id", "created_at"),
         Index("ix_feedback_org_created", "org_id", "created_at", "id"),
     )
 
@@ -571,13 +572,14 @@ class QualityRollup(SQLModel, table=True):
 
     __tablename__ = "quality_rollups"
 
+    # Key order serves the reads: one level and source, then a range of buckets.
     org_id: str = Col(primary_key=True, max_length=64)
     dim: str = Col(primary_key=True, max_length=8)
     source: str = Col(primary_key=True, max_length=32)
+    bucket: int = Col(primary_key=True)
     key1: str = Col(primary_key=True, max_length=MAX_NAME)
     key2: int = Col(primary_key=True)
     project: str = Col(primary_key=True, max_length=MAX_NAME)
-    bucket: int = Col(primary_key=True)
     total: int = 0
     positive: int = 0
     negative: int = 0

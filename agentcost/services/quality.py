@@ -16,6 +16,7 @@ from sqlalchemy import Integer, exists, func, literal, or_, select, union_all
 from agentcost.db import Database
 from agentcost.errors import NotFound
 from agentcost.models import (
+    FeedbackSource,
     FeedbackSummary,
     ModelQuality,
     PromptVersionQuality,
@@ -267,17 +268,18 @@ async def _group_sums(
         return await _scan(conn, org_id, dim, filters, key1)
     ranges, edges = _plan(filters)
     result: dict[GroupKey, Counts] = defaultdict(Counts)
-    for level in ranges:
-        stmt = (
-            select(
-                rollups.c.key1,
-                rollups.c.key2,
-                *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
-            )
-            .where(*_rollup_conditions(org_id, dim, filters, level, key1))
-            .group_by(rollups.c.key1, rollups.c.key2)
+    parts = [
+        select(
+            rollups.c.key1,
+            rollups.c.key2,
+            *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
         )
-        for row in await conn.execute(stmt):
+        .where(*_rollup_conditions(org_id, dim, filters, level, key1))
+        .group_by(rollups.c.key1, rollups.c.key2)
+        for level in ranges
+    ]
+    if parts:
+        for row in await conn.execute(_one_statement(parts)):
             result[(row.key1, int(row.key2))].add(
                 Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
             )
@@ -293,13 +295,14 @@ async def _source_counts(conn: Any, org_id: str, filters: AnalyticsFilter) -> di
     windows: list[Window] | None = None
     if filters.user_id is None and filters.tag is None:
         ranges, windows = _plan(filters)
-        for level in ranges:
-            stmt = (
-                select(rollups.c.source, func.sum(rollups.c.total))
-                .where(*_rollup_conditions(org_id, "all", filters, level, None, per_source=True))
-                .group_by(rollups.c.source)
-            )
-            for source, total in await conn.execute(stmt):
+        parts = [
+            select(rollups.c.source, func.sum(rollups.c.total))
+            .where(*_rollup_conditions(org_id, "all", filters, level, None, per_source=True))
+            .group_by(rollups.c.source)
+            for level in ranges
+        ]
+        if parts:
+            for source, total in await conn.execute(_one_statement(parts)):
                 result[source] += int(total)
     for part, window in _windowed(org_id, filters, windows):
         stmt = (
@@ -330,7 +333,7 @@ def _rollup_conditions(
     if filters.source is not None:
         conditions.append(rollups.c.source == filters.source.value)
     elif per_source:
-        conditions.append(rollups.c.source != ALL_SOURCES)
+        conditions.append(rollups.c.source.in_([s.value for s in FeedbackSource]))
     else:
         conditions.append(rollups.c.source == ALL_SOURCES)
     if key1 is not None:
@@ -342,6 +345,11 @@ def _rollup_conditions(
     if high is not None:
         conditions.append(rollups.c.bucket < high)
     return conditions
+
+
+def _one_statement(parts: list[Any]) -> Any:
+    """Several index-range reads as one round trip (each part keeps its own index range)."""
+    return parts[0] if len(parts) == 1 else union_all(*parts)
 
 
 def _plan(filters: AnalyticsFilter) -> tuple[list[Range], list[Window]]:

@@ -29,10 +29,10 @@ def upgrade() -> None:
         sa.Column("org_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("dim", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("bucket", sa.Integer(), nullable=False),
         sa.Column("key1", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("key2", sa.Integer(), nullable=False),
         sa.Column("project", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("bucket", sa.Integer(), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("positive", sa.Integer(), nullable=False),
         sa.Column("negative", sa.Integer(), nullable=False),
@@ -41,15 +41,13 @@ def upgrade() -> None:
         sa.Column("cost_nanos", sa.BigInteger(), nullable=False),
         sa.Column("costed", sa.Integer(), nullable=False),
         sa.Column("unknown", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("org_id", "dim", "source", "key1", "key2", "project", "bucket"),
+        sa.PrimaryKeyConstraint("org_id", "dim", "source", "bucket", "key1", "key2", "project"),
     )
     # A trace's feedback in time order straight from the index (the old one made SQLite sort
     # the organisation's every vote for one trace's list).
     with op.batch_alter_table("feedback", schema=None) as batch_op:
         batch_op.drop_index("ix_feedback_org_trace")
-        batch_op.create_index(
-            "ix_feedback_org_trace_created", ["org_id", "trace_id", "created_at", "id"]
-        )
+        batch_op.create_index("ix_feedback_org_trace_created", ["org_id", "trace_id", "created_at"])
     rollups.rebuild(op.get_bind())
 
 
