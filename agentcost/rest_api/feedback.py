@@ -18,6 +18,7 @@ from agentcost.models import (
     PromptVersionQuality,
     TraceScore,
 )
+from agentcost.rest_api.batches import batch_body
 from agentcost.rest_api.deps import Admin, AuthDep, Caller, DbDep, Reader, Writer
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
 from agentcost.rest_api.responses import feedback_list_response, model_response
@@ -52,37 +53,11 @@ async def submit(item: FeedbackCreate, db: DbDep, caller: Caller) -> Response:
     return model_response(saved, 201 if created else 200)
 
 
-_BATCH_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "oneOf": [
-                        {"type": "array", "items": {"$ref": "#/components/schemas/FeedbackCreate"}},
-                        {
-                            "type": "object",
-                            "properties": {
-                                "items": {
-                                    "type": "array",
-                                    "items": {"$ref": "#/components/schemas/FeedbackCreate"},
-                                }
-                            },
-                            "required": ["items"],
-                        },
-                    ]
-                }
-            }
-        },
-    }
-}
-
-
 @router.post(
     "/batch",
     status_code=status.HTTP_201_CREATED,
     response_model=list[FeedbackPublic],
-    openapi_extra=_BATCH_BODY,
+    openapi_extra=batch_body("FeedbackCreate", "items"),
 )
 async def submit_batch(db: DbDep, caller: Writer, body: Annotated[Any, Body()] = None) -> Response:
     """All-or-nothing: one bad item rejects the batch, naming the index of each bad item."""

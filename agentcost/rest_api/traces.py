@@ -12,6 +12,7 @@ from agentcost.models import (
     TraceEvent,
     TracePublic,
 )
+from agentcost.rest_api.batches import batch_body
 from agentcost.rest_api.deps import AuthDep, DbDep, Reader, Writer
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
 from agentcost.rest_api.responses import model_response
@@ -47,30 +48,7 @@ async def ingest_trace(event: TraceEvent, db: DbDep, caller: Writer, state: Auth
     "/trace/batch",
     status_code=status.HTTP_201_CREATED,
     response_model=IngestResult,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"type": "array", "items": {"$ref": "#/components/schemas/TraceEvent"}},
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "events": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/TraceEvent"},
-                                    }
-                                },
-                                "required": ["events"],
-                            },
-                        ]
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=batch_body("TraceEvent", "events"),
 )
 async def ingest_batch(
     db: DbDep, caller: Writer, state: AuthDep, body: Annotated[Any, Body()] = None
