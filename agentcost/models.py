@@ -226,6 +226,18 @@ def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 Metadata = Annotated[dict[str, Any] | None, AfterValidator(_check_metadata)]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _check_call_time(value: datetime) -> datetime:
+    # Roll-ups bucket trace time in whole hours since the epoch; nothing real happened before.
+    if as_utc(value) < _EPOCH:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
+    return value
+
+
+CallTime = Annotated[datetime, AfterValidator(_check_call_time)]
+
 
 def _check_score(value: Any) -> int:
     # bool is an int in Python and 1.0 == 1; the API takes exactly the integers -1, 0 and 1.
@@ -328,7 +340,7 @@ class TraceEvent(BaseModel):
     call_id: Identifier | None = Field(
         default=None, description="Client id of the call; resending it is ignored (idempotent)."
     )
-    timestamp: datetime | None = None
+    timestamp: CallTime | None = None
     metadata: Metadata = None
     prompt_id: Name | None = None
     prompt_version: int | None = None

@@ -1,11 +1,13 @@
 """Quality roll-ups: DESIGN.md's metrics pre-summed per group and per hour of trace time.
 
 Every write that can change an aggregate (feedback submitted, replaced, changed or deleted; a
-call arriving for a rated trace) takes a *before* image of the traces it touches, does its
-write, takes an *after* image, and adds the difference of their contributions to
-``quality_rollups`` in the same transaction. A trace's contribution is computed from its own
-rows with exactly the per-trace rules of the scan path in ``quality.py`` (subjects counted once,
-call-level votes for the call's model, unknown traces only in the summary), so the two agree.
+call arriving for a rated trace) adds the difference it makes to ``quality_rollups`` in the same
+transaction: before the write, the contributions of the traces it touches go into a temporary
+delta table with sign -1; after it, their new contributions with sign +1; the net, summed per
+key and per level, is upserted. A trace's contribution is computed by SQL with exactly the
+per-trace rules of the scan path in ``quality.py`` (subjects counted once, call-level votes for
+the call's model, unknown traces only in the summary), so the two agree, and the database does
+the work: a batch of thousands of votes costs a few statements, not a Python loop per key.
 
 Rows are keyed by dimension (``all``, ``model``, ``prompt``), source (``*`` for all sources),
 group key, project and hour bucket of the trace's start; feedback whose trace has not arrived
@@ -13,19 +15,37 @@ sits in ``all`` with project ``''`` and bucket ``-1``. Costs are summed as integ
 so adding and retracting the same trace leaves no floating-point residue.
 """
 
+import json
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, func, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    MetaData,
+    Table,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateTable
 
 from agentcost.models import QualityRollup, as_utc
-from agentcost.services.sql import calls, feedback, insert_for, traces
+from agentcost.services.sql import calls, feedback, hour_bucket_of, in_json_list, insert_for, traces
 
 rollups: Table = QualityRollup.__table__  # type: ignore[attr-defined]
 
@@ -36,7 +56,6 @@ NO_PROJECT = ""
 NO_BUCKET = -1
 NO_VERSION = -1
 _NANOS = 1_000_000_000
-_CHUNK = 500  # ids per IN (...) list, well inside every driver's parameter limit
 
 
 def hour_bucket(moment: datetime) -> int:
@@ -60,227 +79,209 @@ class Counts:
     costed: int = 0
     unknown: int = 0
 
-    def add(self, other: "Counts", sign: int = 1) -> None:
-        # Spelled out: this runs for every key of every trace a write touches (hot in batches).
-        self.total += sign * other.total
-        self.positive += sign * other.positive
-        self.negative += sign * other.negative
-        self.rated += sign * other.rated
-        self.positive_traces += sign * other.positive_traces
-        self.cost_nanos += sign * other.cost_nanos
-        self.costed += sign * other.costed
-        self.unknown += sign * other.unknown
-
-    def is_zero(self) -> bool:
-        return not (
-            self.total
-            or self.positive
-            or self.negative
-            or self.rated
-            or self.positive_traces
-            or self.cost_nanos
-            or self.costed
-            or self.unknown
-        )
+    def add(self, other: "Counts") -> None:
+        self.total += other.total
+        self.positive += other.positive
+        self.negative += other.negative
+        self.rated += other.rated
+        self.positive_traces += other.positive_traces
+        self.cost_nanos += other.cost_nanos
+        self.costed += other.costed
+        self.unknown += other.unknown
 
     @property
     def total_cost(self) -> float | None:
         return self.cost_nanos / _NANOS if self.costed else None
 
 
-Key = tuple[str, str, str, int, str, int]  # dim, source, key1, key2, project, bucket
 COUNT_FIELDS = [f.name for f in fields(Counts)]
+_KEY_COLUMNS = ("dim", "source", "key1", "key2", "project", "bucket")
+
+# Per connection and transaction: the hourly rows of one write's before (-) and after (+) images.
+_delta = Table(
+    "agentcost_rollup_delta",
+    MetaData(),
+    Column("org_id", Text),
+    Column("dim", Text),
+    Column("source", Text),
+    Column("key1", Text),
+    Column("key2", BigInteger),
+    Column("project", Text),
+    Column("bucket", BigInteger),
+    *(Column(name, BigInteger) for name in COUNT_FIELDS),
+    prefixes=["TEMPORARY"],
+)
+_CREATE_DELTA = CreateTable(_delta, if_not_exists=True)
 
 
-@dataclass(slots=True)
-class _Vote:
-    call_id: str | None
-    source: str
-    score: int
+def _nanos(cost: Any) -> Any:
+    return cast(func.round(cost * _NANOS), BigInteger)
 
 
-@dataclass(slots=True)
-class _TraceState:
-    votes: list[_Vote] = field(default_factory=list)
-    trace: Any = None  # the traces row, None while the trace has not arrived
-    calls: dict[str, Any] = field(default_factory=dict)  # call_id -> calls row, voted ones only
+def _flag(condition: Any) -> Any:
+    return case((condition, 1), else_=0)
 
 
-def snapshot(conn: Connection, org_id: str, trace_ids: Iterable[str]) -> dict[str, _TraceState]:
-    """What the contributions of these traces depend on: votes, trace rows, voted calls."""
-    states: dict[str, _TraceState] = {}
-    for chunk in _chunks(sorted(set(trace_ids))):
-        for trace_id, call_id, source, score in conn.execute(
+_ORG = bindparam("org_id", type_=Text)
+_TRACE_IDS = bindparam("trace_ids", type_=Text)  # a JSON array of trace ids
+
+
+@cache
+def _record(sign: int, some: bool) -> Any:
+    """Adds to the delta table the hourly rows of the voted traces of ``:org_id`` (those in
+    ``:trace_ids`` when ``some``, else all of them), each multiplied by ``sign``, with the
+    per-trace rules of ``quality._subjects``; built once per variant, as it costs to build."""
+    org_id = _ORG
+    where = [feedback.c.org_id == org_id]
+    if some:
+        where.append(in_json_list(feedback.c.trace_id, _TRACE_IDS))
+    # Each vote counts for all sources ("*") and for its own.
+    votes = union_all(
+        *(
             select(
-                feedback.c.trace_id, feedback.c.call_id, feedback.c.source, feedback.c.score
-            ).where(feedback.c.org_id == org_id, feedback.c.trace_id.in_(chunk))
-        ):
-            states.setdefault(trace_id, _TraceState()).votes.append(_Vote(call_id, source, score))
-    voted = sorted(states)
-    for chunk in _chunks(voted):
-        for row in conn.execute(
-            select(
-                traces.c.trace_id,
-                traces.c.model,
-                traces.c.project,
-                traces.c.prompt_id,
-                traces.c.prompt_version,
-                traces.c.started_at,
-                traces.c.cost,
-            ).where(traces.c.org_id == org_id, traces.c.trace_id.in_(chunk))
-        ):
-            states[row.trace_id].trace = row
-    pairs = sorted({(t, v.call_id) for t, s in states.items() for v in s.votes if v.call_id})
-    for chunk in _chunks(pairs):
-        for row in conn.execute(
-            select(calls.c.trace_id, calls.c.call_id, calls.c.model, calls.c.cost).where(
-                calls.c.org_id == org_id, tuple_(calls.c.trace_id, calls.c.call_id).in_(chunk)
+                feedback.c.trace_id,
+                feedback.c.call_id,
+                feedback.c.score,
+                (literal(ALL_SOURCES) if everything else feedback.c.source).label("source"),
+            ).where(*where)
+            for everything in (True, False)
+        )
+    ).cte("votes")
+    v = votes.c
+
+    def subjects(by_call: bool) -> Any:
+        """Votes folded per (source, trace) or, for per-model groups, per (source, subject)."""
+        keys = [v.source, v.trace_id]
+        columns = []
+        source = votes
+        if by_call:
+            source = votes.outerjoin(
+                calls,
+                (calls.c.org_id == org_id)
+                & (calls.c.trace_id == v.trace_id)
+                & (calls.c.call_id == v.call_id),
             )
-        ):
-            states[row.trace_id].calls[row.call_id] = row
-    return states
-
-
-def contributions(states: dict[str, _TraceState]) -> dict[Key, Counts]:
-    """The roll-up rows these traces add up to, with the scan path's per-trace rules."""
-    hourly: dict[Key, Counts] = defaultdict(Counts)
-    for state in states.values():
-        sources = sorted({v.source for v in state.votes})
-        for source in [ALL_SOURCES, *sources]:
-            votes = [v for v in state.votes if source in (ALL_SOURCES, v.source)]
-            _contribute(hourly, state, source, votes)
-    return _levels(hourly)
-
-
-def _levels(hourly: dict[Key, Counts]) -> dict[Key, Counts]:
-    """Each hour's sums also go to its day and to the all-time totals. Feedback whose trace is
-    unknown has no time: it is only in the totals (bucket -1), which no time window reads."""
-    out: dict[Key, Counts] = defaultdict(Counts)
-    for (dim, source, key1, key2, project, bucket), counts in hourly.items():
-        if bucket == NO_BUCKET:
-            out[(dim + TOTAL, source, key1, key2, project, NO_BUCKET)].add(counts)
-            continue
-        out[(dim + HOURLY, source, key1, key2, project, bucket)].add(counts)
-        out[(dim + DAILY, source, key1, key2, project, bucket // 24)].add(counts)
-        out[(dim + TOTAL, source, key1, key2, project, 0)].add(counts)
-    return out
-
-
-def _contribute(
-    out: dict[Key, Counts], state: _TraceState, source: str, votes: list[_Vote]
-) -> None:
-    trace = state.trace
-    if trace is None:
-        orphan = _votes(votes, rated=False, cost=None)
-        orphan.unknown = len(votes)
-        out[("all", source, "", NO_VERSION, NO_PROJECT, NO_BUCKET)].add(orphan)
-        return
-    place = (trace.project, hour_bucket(trace.started_at))
-    whole = _votes(votes, rated=True, cost=trace.cost)
-    out[("all", source, "", NO_VERSION, *place)].add(whole)
-    if trace.prompt_id is not None:
-        version = NO_VERSION if trace.prompt_version is None else trace.prompt_version
-        out[("prompt", source, trace.prompt_id, version, *place)].add(whole)
-    # Per model, a vote naming a stored call rates that call (its model, its cost).
-    by_subject: dict[str | None, list[_Vote]] = defaultdict(list)
-    for vote in votes:
-        by_subject[vote.call_id if vote.call_id in state.calls else None].append(vote)
-    for call_id, subject_votes in by_subject.items():
-        call = None if call_id is None else state.calls[call_id]
-        model = trace.model if call is None else call.model
-        cost = trace.cost if call is None else call.cost
-        out[("model", source, model, NO_VERSION, *place)].add(
-            _votes(subject_votes, rated=True, cost=cost)
+            keys.append(calls.c.call_id)
+            columns = [
+                func.max(calls.c.model).label("call_model"),
+                func.max(calls.c.cost).label("call_cost"),
+            ]
+        return (
+            select(
+                *keys,
+                *columns,
+                func.count().label("n"),
+                func.sum(_flag(v.score == 1)).label("pos"),
+                func.sum(_flag(v.score == -1)).label("neg"),
+                func.sum(v.score).label("score_sum"),
+            )
+            .select_from(source)
+            .group_by(*keys)
+            .subquery()
         )
 
+    def rows(dim: str, s: Any, key1: Any, key2: Any, cost: Any, *, known_only: bool) -> Any:
+        on_trace = (traces.c.org_id == org_id) & (traces.c.trace_id == s.c.trace_id)
+        known = traces.c.trace_id.is_not(None)
+        stmt = select(
+            org_id.label("org_id"),
+            literal(dim).label("dim"),
+            s.c.source,
+            key1.label("key1"),
+            key2.label("key2"),
+            func.coalesce(traces.c.project, NO_PROJECT).label("project"),
+            func.coalesce(hour_bucket_of(traces.c.started_at), NO_BUCKET).label("bucket"),
+            (sign * s.c.n).label("total"),
+            (sign * s.c.pos).label("positive"),
+            (sign * s.c.neg).label("negative"),
+            (sign * _flag(known)).label("rated"),
+            (sign * _flag(known & (s.c.score_sum > 0))).label("positive_traces"),
+            (sign * case((known & cost.is_not(None), _nanos(cost)), else_=0)).label("cost_nanos"),
+            (sign * _flag(known & cost.is_not(None))).label("costed"),
+            (sign * case((known, 0), else_=s.c.n)).label("unknown"),
+        )
+        if known_only:
+            return stmt.select_from(s.join(traces, on_trace))
+        return stmt.select_from(s.outerjoin(traces, on_trace))
 
-def _votes(votes: list[_Vote], *, rated: bool, cost: float | None) -> Counts:
-    score = sum(v.score for v in votes)
-    return Counts(
-        total=len(votes),
-        positive=sum(v.score == 1 for v in votes),
-        negative=sum(v.score == -1 for v in votes),
-        rated=int(rated),
-        positive_traces=int(rated and score > 0),
-        cost_nanos=to_nanos(cost) if rated else 0,
-        costed=int(rated and cost is not None),
+    per_trace = subjects(by_call=False)
+    per_subject = subjects(by_call=True)
+    rated_call = per_subject.c.call_id.is_not(None)
+    image = union_all(
+        rows("all", per_trace, literal(""), literal(NO_VERSION), traces.c.cost, known_only=False),
+        rows(
+            "prompt",
+            per_trace,
+            traces.c.prompt_id,
+            func.coalesce(traces.c.prompt_version, NO_VERSION),
+            traces.c.cost,
+            known_only=True,
+        ).where(traces.c.prompt_id.is_not(None)),
+        rows(
+            "model",
+            per_subject,
+            case((rated_call, per_subject.c.call_model), else_=traces.c.model),
+            literal(NO_VERSION),
+            case((rated_call, per_subject.c.call_cost), else_=traces.c.cost),
+            known_only=True,
+        ),
     )
+    return insert(_delta).from_select([c.name for c in _delta.c], image)
 
 
-def apply(
-    conn: Connection,
-    org_id: str,
-    before: dict[Key, Counts],
-    after: dict[Key, Counts],
-) -> None:
-    """Add after - before to the stored roll-ups, in key order (no deadlock between writers)."""
-    delta: dict[Key, Counts] = defaultdict(Counts)
-    for key, counts in after.items():
-        delta[key].add(counts)
-    for key, counts in before.items():
-        delta[key].add(counts, -1)
-    rows = [
-        {"org_id": org_id, **dict(zip(_KEY_COLUMNS, key, strict=True)), **_as_dict(counts)}
-        for key, counts in sorted(delta.items())
-        if not counts.is_zero()
+@cache
+def _apply(dialect: str) -> Any:
+    """Net delta per key at every level, upserted; built once (ON CONFLICT costs to build).
+
+    Each hourly row also goes to its day and to the all-time totals. Feedback whose trace is
+    unknown has no time: it is only in the totals (bucket -1), which no time window reads.
+    """
+    d = _delta.c
+    timed = d.bucket >= 0
+    levels = [
+        (d.dim + HOURLY, d.bucket, timed),
+        (d.dim + DAILY, d.bucket // 24, timed),
+        (d.dim + TOTAL, case((timed, 0), else_=NO_BUCKET), None),
     ]
-    if not rows:
-        return
-    stmt = insert_for(conn.dialect.name, rollups)
-    stmt = stmt.on_conflict_do_update(
+    parts = [
+        select(
+            d.org_id,
+            dim.label("dim"),
+            d.source,
+            d.key1,
+            d.key2,
+            d.project,
+            bucket.label("bucket"),
+            *(d[name] for name in COUNT_FIELDS),
+        ).where(*([] if condition is None else [condition]))
+        for dim, bucket, condition in levels
+    ]
+    expanded = union_all(*parts).subquery("levels")
+    e = expanded.c
+    keys = [e.org_id, *(e[name] for name in _KEY_COLUMNS)]
+    sums = [func.sum(e[name]).label(name) for name in COUNT_FIELDS]
+    net = (
+        select(*keys, *sums)
+        .group_by(*keys)
+        .having(or_(*(func.sum(e[name]) != 0 for name in COUNT_FIELDS)))
+        .order_by(*keys)
+    )
+    stmt = insert_for(dialect, rollups).from_select(["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], net)
+    return stmt.on_conflict_do_update(
         index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
         set_={name: rollups.c[name] + stmt.excluded[name] for name in COUNT_FIELDS},
     )
-    conn.execute(stmt, rows)
 
 
-_KEY_COLUMNS = ("dim", "source", "key1", "key2", "project", "bucket")
+@cache
+def _traces_of_feedback() -> Any:
+    feedback_ids = bindparam("feedback_ids", type_=Text)  # a JSON array
+    return select(feedback.c.trace_id).where(
+        feedback.c.org_id == _ORG, in_json_list(feedback.c.id, feedback_ids)
+    )
 
 
-def _as_dict(counts: Counts) -> dict[str, int]:
-    return {name: getattr(counts, name) for name in COUNT_FIELDS}
-
-
-class _Tracker:
-    """One organisation's side of ``maintained``: before and after images of its traces."""
-
-    def __init__(self, conn: AsyncConnection, org_id: str) -> None:
-        self.conn = conn
-        self.org_id = org_id
-        self.trace_ids: set[str] = set()
-        self._voted: set[str] = set()
-        self._before: dict[Key, Counts] = {}
-
-    async def before(
-        self, *, trace_ids: Iterable[str] = (), feedback_ids: Sequence[str] = ()
-    ) -> None:
-        """Lock and read the traces the write will touch (also those of replaced feedback)."""
-        if self.conn.dialect.name == "postgresql":
-            # One writer per org at a time keeps before/after images consistent.
-            await self.conn.execute(select(_advisory_lock(self.org_id)))
-        self.trace_ids = set(trace_ids)
-        if feedback_ids:
-            for chunk in _chunks(sorted(set(feedback_ids))):
-                result = await self.conn.execute(
-                    select(feedback.c.trace_id).where(
-                        feedback.c.org_id == self.org_id, feedback.c.id.in_(chunk)
-                    )
-                )
-                self.trace_ids.update(result.scalars())
-        self._before = await self.conn.run_sync(self._contributions, self.trace_ids)
-
-    async def after(self, *, votes_changed: bool = True) -> None:
-        """Apply the difference; a write that adds no votes only matters to voted traces."""
-        trace_ids = self.trace_ids if votes_changed else self._voted
-        if not trace_ids:
-            return
-        after = await self.conn.run_sync(self._contributions, trace_ids)
-        await self.conn.run_sync(apply, self.org_id, self._before, after)
-
-    def _contributions(self, conn: Connection, trace_ids: set[str]) -> dict[Key, Counts]:
-        states = snapshot(conn, self.org_id, trace_ids)
-        self._voted.update(states)
-        return contributions(states)
+_CLEAR_DELTA = _delta.delete()
 
 
 @asynccontextmanager
@@ -289,7 +290,6 @@ async def maintained(
     *,
     traces_of: Iterable[tuple[str, str]] = (),
     feedback_of: Iterable[tuple[str, str]] = (),
-    votes_changed: bool = True,
 ) -> AsyncIterator[None]:
     """Keep roll-ups current across the write in the block: (org, trace id) pairs it touches,
     and (org, feedback id) pairs whose current trace it may move votes away from.
@@ -303,14 +303,26 @@ async def maintained(
         trace_ids[org_id].add(trace_id)
     for org_id, feedback_id in feedback_of:
         feedback_ids[org_id].add(feedback_id)
-    trackers = []
+    touched: dict[str, str] = {}
+    await conn.execute(_CREATE_DELTA)
     for org_id in sorted(trace_ids.keys() | feedback_ids.keys()):
-        tracker = _Tracker(conn, org_id)
-        await tracker.before(trace_ids=trace_ids[org_id], feedback_ids=sorted(feedback_ids[org_id]))
-        trackers.append(tracker)
+        if conn.dialect.name == "postgresql":
+            # One writer per org at a time keeps before and after images consistent.
+            await conn.execute(select(_advisory_lock(org_id)))
+        ids = trace_ids[org_id]
+        if feedback_ids[org_id]:
+            found = await conn.execute(
+                _traces_of_feedback(),
+                {"org_id": org_id, "feedback_ids": json.dumps(sorted(feedback_ids[org_id]))},
+            )
+            ids.update(found.scalars())
+        touched[org_id] = json.dumps(sorted(ids))
+        await conn.execute(_record(-1, True), {"org_id": org_id, "trace_ids": touched[org_id]})
     yield
-    for tracker in trackers:
-        await tracker.after(votes_changed=votes_changed)
+    for org_id, ids_json in touched.items():
+        await conn.execute(_record(1, True), {"org_id": org_id, "trace_ids": ids_json})
+    await conn.execute(_apply(conn.dialect.name))
+    await conn.execute(_CLEAR_DELTA)
 
 
 def _advisory_lock(org_id: str) -> Any:
@@ -323,19 +335,11 @@ def rebuild(conn: Connection, org_id: str | None = None) -> None:
     if org_id is not None:
         delete = delete.where(rollups.c.org_id == org_id)
     conn.execute(delete)
+    conn.execute(_CREATE_DELTA)
     orgs_stmt = select(feedback.c.org_id).distinct()
     if org_id is not None:
         orgs_stmt = orgs_stmt.where(feedback.c.org_id == org_id)
     for org in conn.execute(orgs_stmt).scalars().all():
-        trace_ids = (
-            conn.execute(select(feedback.c.trace_id).where(feedback.c.org_id == org).distinct())
-            .scalars()
-            .all()
-        )
-        for chunk in _chunks(sorted(trace_ids), size=5000):
-            apply(conn, org, {}, contributions(snapshot(conn, org, chunk)))
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+        conn.execute(_record(1, False), {"org_id": org})
+    conn.execute(_apply(conn.dialect.name))
+    conn.execute(_CLEAR_DELTA)

@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import JSON, Boolean
+from sqlalchemy.types import JSON, BigInteger, Boolean, NullType
 
 from agentcost.models import Call, Feedback, Trace
 
@@ -68,3 +68,48 @@ def _contains_pg(element: json_array_contains, compiler: Any, **kw: Any) -> str:
 def count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
     """COUNT of rows matching a condition, spelled the way both databases accept."""
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+class in_json_list(FunctionElement[bool]):
+    """``column IN`` the strings of a JSON array parameter: one bound value however many ids,
+    so a batch of thousands needs neither chunking nor a statement per list length."""
+
+    # Not Boolean: SQLite would get "IN (...) = 1", which its planner cannot use an index for.
+    type = NullType()
+    inherit_cache = True
+
+
+@compiles(in_json_list, "sqlite")
+def _in_json_list_sqlite(element: in_json_list, compiler: Any, **kw: Any) -> str:
+    column, ids = list(element.clauses)
+    return (
+        f"{compiler.process(column, **kw)} IN "
+        f"(SELECT value FROM json_each({compiler.process(ids, **kw)}))"
+    )
+
+
+@compiles(in_json_list, "postgresql")
+def _in_json_list_pg(element: in_json_list, compiler: Any, **kw: Any) -> str:
+    column, ids = list(element.clauses)
+    return (
+        f"{compiler.process(column, **kw)} IN "
+        f"(SELECT jsonb_array_elements_text(CAST({compiler.process(ids, **kw)} AS JSONB)))"
+    )
+
+
+class hour_bucket_of(FunctionElement[int]):
+    """Whole hours since the Unix epoch of a timestamp (trace times are never before it)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(hour_bucket_of, "sqlite")
+def _hour_bucket_sqlite(element: hour_bucket_of, compiler: Any, **kw: Any) -> str:
+    return f"(CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER) / 3600)"
+
+
+@compiles(hour_bucket_of, "postgresql")
+def _hour_bucket_pg(element: hour_bucket_of, compiler: Any, **kw: Any) -> str:
+    moment = compiler.process(element.clauses, **kw)
+    return f"CAST(floor(extract(epoch FROM {moment}) / 3600) AS BIGINT)"

@@ -245,7 +245,6 @@ async def _store(conn: AsyncConnection, ingestions: Sequence[_Ingestion]) -> lis
     async with rollups.maintained(
         conn,
         traces_of=[(v["org_id"], v["trace_id"]) for v in values],
-        votes_changed=False,
     ):
         return await _store_calls(conn, ingestions, owner, values)
 
