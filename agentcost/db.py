@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agentcost.settings import Settings
+from agentcost.sqlite_driver import OneTripDBAPI
 
 _WRITE = "agentcost_write"
 # Entries per group commit: enough to absorb every connection of a busy server, small enough
@@ -203,7 +204,14 @@ def _create_engine(url: URL, *, echo: bool, pool_size: int) -> AsyncEngine:
     database = url.database or ""
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, echo=echo)
+    engine = create_async_engine(
+        url,
+        echo=echo,
+        module=OneTripDBAPI(),
+        # Every checkout ends its own transaction (commit, or rollback on close); the pool's
+        # extra rollback on return would only be one more trip to the connection's thread.
+        pool_reset_on_return=None,
+    )
     _configure_sqlite(engine)
     return engine
 

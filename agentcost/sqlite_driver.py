@@ -1,0 +1,121 @@
+"""aiosqlite, with each statement done in one trip to its thread instead of four.
+
+aiosqlite runs a sqlite3 connection in a thread of its own and answers every call through the
+event loop: SQLAlchemy's adapter makes four such calls per statement (open a cursor, execute,
+fetch all rows, close), each a thread hand-off and a loop wake-up of its own. On the hot paths
+(a vote, a small read) those hand-offs cost more than SQLite's work. This adapter runs the
+whole statement (execute, fetch, close) in one call and keeps the description, row count and
+rows it brings back, which is all SQLAlchemy reads from a client-side cursor.
+
+It reaches into aiosqlite for two things it has kept for years: ``Connection._execute`` (run a
+function in the connection's thread) and ``Connection._conn`` (the sqlite3 connection there).
+"""
+
+import sqlite3
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import aiosqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
+from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_
+
+_Outcome = tuple[Any, int, int | None, list[Any]]  # description, rowcount, lastrowid, rows
+
+
+def _execute(connection: aiosqlite.Connection, operation: str, parameters: Any) -> _Outcome:
+    """In the connection's thread: the statement and, when it returns rows, all of them."""
+    cursor = connection._conn.cursor()
+    try:
+        cursor.execute(operation, parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+def _executemany(
+    connection: aiosqlite.Connection, operation: str, parameters: Sequence[Any]
+) -> _Outcome:
+    cursor = connection._conn.cursor()
+    try:
+        cursor.executemany(operation, parameters)
+        return None, cursor.rowcount, cursor.lastrowid, []
+    finally:
+        cursor.close()
+
+
+class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
+    __slots__ = ("_description", "_lastrowid", "_rowcount")
+
+    def __init__(self, adapt_connection: AsyncAdapt_aiosqlite_connection) -> None:
+        # No cursor is opened here: each execute opens and closes its own in the thread.
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None  # type: ignore[assignment]
+        self._soft_closed_memoized = EMPTY_DICT
+        self._rows = deque()
+        self._description: Any = None
+        self._rowcount = -1
+        self._lastrowid: int | None = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> int:
+        return self._lastrowid  # type: ignore[return-value]
+
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        self._run(_execute, operation, () if parameters is None else parameters)
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        self._run(_executemany, operation, seq_of_parameters)
+
+    def _run(self, function: Any, operation: Any, parameters: Any) -> None:
+        try:
+            outcome: _Outcome = await_(self._run_async(function, operation, parameters))
+        except Exception as error:
+            self._adapt_connection._handle_exception(error)
+        self._description, self._rowcount, self._lastrowid, rows = outcome
+        self._rows = deque(rows)
+
+    async def _run_async(self, function: Any, operation: Any, parameters: Any) -> _Outcome:
+        async with self._adapt_connection._execute_mutex:
+            return await self._connection._execute(
+                function, self._connection, operation, parameters
+            )
+
+    async def _async_soft_close(self) -> None:
+        return None
+
+    def close(self) -> None:
+        self._rows.clear()
+
+
+class OneTripConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = OneTripCursor
+
+
+class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """The DBAPI module handed to ``create_async_engine(module=...)``."""
+
+    def __init__(self) -> None:
+        super().__init__(aiosqlite, sqlite3)
+
+    def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
+        connection = aiosqlite.connect(*arg, **kw)
+        connection._thread.daemon = True  # as SQLAlchemy does: never hold up interpreter exit
+        return OneTripConnection(self, await_(connection))
