@@ -1,11 +1,13 @@
 """The typed per-request context every resolver receives."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated
 
 import strawberry
 from fastapi import Depends, Header, Request
 from strawberry.fastapi import BaseContext
+from strawberry.types.nodes import SelectedField, Selection
 
 from agentcost.db import Database
 from agentcost.errors import Unauthorized
@@ -76,3 +78,26 @@ async def get_context(
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def selected_under(info: Info, *path: str) -> set[str]:
+    """Names of the fields the query asks for under ``path`` of the current field (fragments
+    and inline fragments included), so a resolver can load ahead what its children will need."""
+    level = [
+        child for field in _fields(info.selected_fields) for child in _fields(field.selections)
+    ]
+    for name in path:
+        level = [
+            child for field in level if field.name == name for child in _fields(field.selections)
+        ]
+    return {field.name for field in level}
+
+
+def _fields(selections: Iterable[Selection]) -> list[SelectedField]:
+    found: list[SelectedField] = []
+    for selection in selections:
+        if isinstance(selection, SelectedField):
+            found.append(selection)
+        else:
+            found += _fields(selection.selections)
+    return found

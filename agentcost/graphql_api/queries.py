@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from strawberry import relay
 
 from agentcost.errors import InvalidInput, NotFound, parse
-from agentcost.graphql_api.context import Info
+from agentcost.graphql_api.context import Info, selected_under
 from agentcost.graphql_api.inputs import (
     DEFAULT_FIRST,
     SCORE_FILTER_FIELDS,
@@ -129,6 +129,9 @@ class Query:
             order=order_by,
         )
         ctx.loaders.trace.prime_many({row.trace_id: row for row in rows})
+        await ctx.loaders.prefetch_nested(
+            [row.trace_id for row in rows], selected_under(info, "edges", "node")
+        )
         cursors = [traces_service.trace_cursor(row, order_by) for row in rows]
         return TraceConnection(
             edges=[

@@ -11,6 +11,7 @@ from sqlalchemy import event
 from agentcost.db import Database
 from agentcost.graphql_api import schema
 from agentcost.graphql_api.context import Context
+from agentcost.graphql_api.dataloaders import Loaders
 from agentcost.models import FeedbackCreate, TraceEvent
 from agentcost.services import feedback, traces
 from agentcost.services.auth import open_principal
@@ -109,3 +110,41 @@ async def test_statement_count_does_not_grow_with_the_page(db: Database) -> None
     _, small = await run_page(db, 5)
     _, large = await run_page(db, 50)
     assert len(small) == len(large) == 4
+
+
+FRAGMENTS = """
+query {
+  traces(first: 5) {
+    edges { node { ...Parts ... on Trace { score { total } } } }
+  }
+}
+fragment Parts on Trace { traceId calls { callId } }
+"""
+
+
+async def test_a_page_loads_ahead_the_nested_fields_it_asks_for_fragments_included(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(db, 8)
+    asked: list[tuple[list[str], set[str]]] = []
+    prefetch = Loaders.prefetch_nested
+
+    async def recorded(self: Loaders, trace_ids: list[str], fields: set[str]) -> None:
+        asked.append((trace_ids, set(fields)))
+        await prefetch(self, trace_ids, fields)
+
+    monkeypatch.setattr(Loaders, "prefetch_nested", recorded)
+    with counting(db) as statements:
+        result = await schema.execute(
+            FRAGMENTS, context_value=Context.create(db, open_principal("default"))
+        )
+    assert result.errors is None, result.errors
+    assert result.data is not None
+    assert asked == [([f"t{i:03}" for i in range(7, 2, -1)], {"traceId", "calls", "score"})]
+    first = result.data["traces"]["edges"][0]["node"]
+    assert first == {
+        "traceId": "t007",
+        "calls": [{"callId": "c7-0"}, {"callId": "c7-1"}],
+        "score": {"total": 2},
+    }
+    assert len(statements) == 3  # the list, calls, scores: no feedback was asked for
