@@ -204,7 +204,9 @@ async def list_feedback(
     stmt = select(feedback).where(feedback.c.org_id == org_id)
     stmt = stmt.where(
         *feedback_attribute_conditions(
-            source=filters.source, user_id=filters.user_id, tag=filters.tag
+            source=None if filters.source is None else filters.source.value,
+            user_id=filters.user_id,
+            tag=filters.tag,
         )
     )
     for column, value in (

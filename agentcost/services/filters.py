@@ -7,7 +7,7 @@ time, listings of feedback by the feedback's ``created_at``.
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -114,7 +114,8 @@ class AnalyticsFilter(_Filter):
     tag: Tag | None = None
 
 
-def trace_window(since: datetime | None, until: datetime | None) -> list[ColumnElement[bool]]:
+def trace_window(since: Any, until: Any) -> list[ColumnElement[bool]]:
+    """Trace time in [since, until): datetimes or bound parameters; None leaves a side open."""
     conditions = []
     if since is not None:
         conditions.append(traces.c.started_at >= since)
@@ -153,11 +154,12 @@ def score_conditions(f: ScoreFilter) -> list[ColumnElement[bool]]:
 
 
 def feedback_attribute_conditions(
-    *, source: FeedbackSource | None, user_id: str | None, tag: str | None
+    *, source: Any, user_id: Any, tag: Any
 ) -> list[ColumnElement[bool]]:
+    """Each given value (or bound parameter) narrows the feedback; None leaves it out."""
     conditions = []
     if source is not None:
-        conditions.append(feedback.c.source == source.value)
+        conditions.append(feedback.c.source == source)
     if user_id is not None:
         conditions.append(feedback.c.user_id == user_id)
     if tag is not None:
@@ -165,13 +167,10 @@ def feedback_attribute_conditions(
     return conditions
 
 
-def analytics_conditions(org_id: str, f: AnalyticsFilter) -> list[ColumnElement[bool]]:
-    """Conditions on feedback joined to its trace (an inner join: unknown traces drop out)."""
-    conditions = [feedback.c.org_id == org_id, *trace_window(f.since, f.until)]
-    if f.project is not None:
-        conditions.append(traces.c.project == f.project)
-    conditions += feedback_attribute_conditions(source=f.source, user_id=f.user_id, tag=f.tag)
-    return conditions
+def analytics_conditions(*, project: Any, source: Any, user_id: Any, tag: Any) -> list[Any]:
+    """An aggregate's filters on feedback joined to its trace; None leaves a filter out."""
+    conditions = [] if project is None else [traces.c.project == project]
+    return conditions + feedback_attribute_conditions(source=source, user_id=user_id, tag=tag)
 
 
 def all_of(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool]:

@@ -8,10 +8,12 @@ into groups (model, prompt version, the whole org). Python only rounds the final
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, exists, func, literal, or_, select, union_all
+from sqlalchemy import Integer, bindparam, exists, func, literal, or_, select, union_all
 
 from agentcost.db import Database
 from agentcost.errors import NotFound
@@ -42,11 +44,9 @@ _Z = 1.959963984540054  # two-sided 95 %
 
 
 def _subjects(
-    org_id: str,
-    filters: AnalyticsFilter,
     groups: dict[str, Any],
     *,
-    conditions: Sequence[Any] = (),
+    conditions: Sequence[Any],
     keep_unknown_traces: bool = False,
     by_call: bool = False,
 ) -> Any:
@@ -68,7 +68,7 @@ def _subjects(
             func.max(traces.c.trace_id.is_not(None).cast(Integer)).label("known"),
         )
         .select_from(join_attribution(feedback, keep_unknown_traces=keep_unknown_traces))
-        .where(*analytics_conditions(org_id, filters), *conditions)
+        .where(*conditions)
         .group_by(*groups.values(), *subject)
     )
 
@@ -209,13 +209,76 @@ Window = tuple[datetime | None, datetime | None]  # of trace time, [since, until
 _HOUR = 3600
 
 
-def _scan_groups(dim: str, key1: str | None) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """Which filters a request sets, and how its window splits into roll-up ranges and scans.
+
+    Building an analytics statement (expression objects, then its cache key) costs about as
+    much as running it, so each shape's statement is built once, with bound parameters, and
+    every request of that shape runs it with its own values (``_values``).
+    """
+
+    project: bool
+    source: bool
+    user_id: bool
+    tag: bool
+    key1: bool
+    ranges: tuple[tuple[str, bool, bool], ...] = ()  # level, has low, has high
+    windows: tuple[tuple[bool, bool], ...] = ()  # scans: has since, has until
+
+    @classmethod
+    def of(
+        cls,
+        filters: AnalyticsFilter,
+        key1: str | None,
+        ranges: Sequence[Range] = (),
+        windows: Sequence[Window] = (),
+    ) -> "_Shape":
+        return cls(
+            project=filters.project is not None,
+            source=filters.source is not None,
+            user_id=filters.user_id is not None,
+            tag=filters.tag is not None,
+            key1=key1 is not None,
+            ranges=tuple((level, low is not None, high is not None) for level, low, high in ranges),
+            windows=tuple((since is not None, until is not None) for since, until in windows),
+        )
+
+
+def _values(
+    org_id: str,
+    filters: AnalyticsFilter,
+    key1: str | None,
+    ranges: Sequence[Range] = (),
+    windows: Sequence[Window] = (),
+) -> dict[str, Any]:
+    """The bound values of a shape's statement (names as ``_param`` gives them)."""
+    values: dict[str, Any] = {
+        "org_id": org_id,
+        "key1": key1,
+        "project": filters.project,
+        "source": None if filters.source is None else filters.source.value,
+        "user_id": filters.user_id,
+        "tag": filters.tag,
+    }
+    for index, (_, low, high) in enumerate(ranges):
+        values[f"low{index}"], values[f"high{index}"] = low, high
+    for index, (since, until) in enumerate(windows):
+        values[f"since{index}"], values[f"until{index}"] = since, until
+    return values
+
+
+def _param(name: str, wanted: bool = True) -> Any:
+    return bindparam(name) if wanted else None
+
+
+def _scan_groups(dim: str, key1: bool) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
     """The scan path's grouping for a dimension: group columns, conditions, _subjects options."""
     if dim == "model":
         model = attributed_model()
         return (
             {"key1": model, "key2": literal(NO_VERSION)},
-            [] if key1 is None else [model == key1],
+            [model == _param("key1")] if key1 else [],
             {"by_call": True},
         )
     if dim == "prompt":
@@ -224,10 +287,48 @@ def _scan_groups(dim: str, key1: str | None) -> tuple[dict[str, Any], list[Any],
                 "key1": traces.c.prompt_id,
                 "key2": func.coalesce(traces.c.prompt_version, NO_VERSION),
             },
-            [traces.c.prompt_id == key1],
+            [traces.c.prompt_id == _param("key1")],
             {},
         )
     return {"key1": literal(""), "key2": literal(NO_VERSION)}, [], {"keep_unknown_traces": True}
+
+
+def _windowed(shape: _Shape) -> list[list[Any]]:
+    """Conditions of each scan window: the shape's filters, and the window of trace time.
+
+    A window's scan starts from the traces of that window (an index range on trace time)
+    rather than from every vote of the organisation."""
+    parts = []
+    for index, (since, until) in enumerate(shape.windows):
+        window = trace_window(_param(f"since{index}", since), _param(f"until{index}", until))
+        conditions = [
+            feedback.c.org_id == _param("org_id"),
+            *window,
+            *analytics_conditions(
+                project=_param("project", shape.project),
+                source=_param("source", shape.source),
+                user_id=_param("user_id", shape.user_id),
+                tag=_param("tag", shape.tag),
+            ),
+        ]
+        if window:
+            in_window = select(traces.c.trace_id).where(
+                traces.c.org_id == _param("org_id"), *window
+            )
+            conditions.append(feedback.c.trace_id.in_(in_window))
+        parts.append(conditions)
+    return parts
+
+
+@cache
+def _scan_statement(dim: str, shape: _Shape) -> Any:
+    groups, conditions, options = _scan_groups(dim, shape.key1)
+    parts = [
+        _subjects(groups, conditions=[*window, *conditions], **options)
+        for window in _windowed(shape)
+    ]
+    subjects = _one_statement(parts).subquery("subjects")
+    return _groups_query(subjects, ["key1", "key2"])
 
 
 async def _scan(
@@ -239,14 +340,12 @@ async def _scan(
     windows: Sequence[Window] | None = None,
 ) -> dict[GroupKey, Counts]:
     """The scan path: over the filters' own window, or over several windows of trace time."""
-    groups, conditions, options = _scan_groups(dim, key1)
-    parts = [
-        _subjects(org_id, part, groups, conditions=[*conditions, *window], **options)
-        for part, window in _windowed(org_id, filters, windows)
-    ]
-    subjects = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("subjects")
+    if windows is None:
+        windows = [(filters.since, filters.until)]
+    shape = _Shape.of(filters, key1, windows=windows)
     result: dict[GroupKey, Counts] = {}
-    for row in await conn.execute(_groups_query(subjects, ["key1", "key2"])):
+    values = _values(org_id, filters, key1, windows=windows)
+    for row in await conn.execute(_scan_statement(dim, shape), values):
         result[(row.key1, int(row.key2))] = Counts(
             total=int(row.total),
             positive=int(row.positive),
@@ -260,6 +359,22 @@ async def _scan(
     return result
 
 
+@cache
+def _rollup_statement(dim: str, shape: _Shape) -> Any:
+    return _one_statement(
+        [
+            select(
+                rollups.c.key1,
+                rollups.c.key2,
+                *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
+            )
+            .where(*_rollup_conditions(dim, shape, index))
+            .group_by(rollups.c.key1, rollups.c.key2)
+            for index in range(len(shape.ranges))
+        ]
+    )
+
+
 async def _group_sums(
     conn: Any, org_id: str, dim: str, filters: AnalyticsFilter, *, key1: str | None = None
 ) -> dict[GroupKey, Counts]:
@@ -268,18 +383,10 @@ async def _group_sums(
         return await _scan(conn, org_id, dim, filters, key1)
     ranges, edges = _plan(filters)
     result: dict[GroupKey, Counts] = defaultdict(Counts)
-    parts = [
-        select(
-            rollups.c.key1,
-            rollups.c.key2,
-            *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
-        )
-        .where(*_rollup_conditions(org_id, dim, filters, level, key1))
-        .group_by(rollups.c.key1, rollups.c.key2)
-        for level in ranges
-    ]
-    if parts:
-        for row in await conn.execute(_one_statement(parts)):
+    if ranges:
+        shape = _Shape.of(filters, key1, ranges)
+        values = _values(org_id, filters, key1, ranges)
+        for row in await conn.execute(_rollup_statement(dim, shape), values):
             result[(row.key1, int(row.key2))].add(
                 Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
             )
@@ -289,61 +396,72 @@ async def _group_sums(
     return {key: counts for key, counts in result.items() if counts.total}
 
 
+@cache
+def _source_rollup_statement(shape: _Shape) -> Any:
+    return _one_statement(
+        [
+            select(rollups.c.source, func.sum(rollups.c.total).label("total"))
+            .where(*_rollup_conditions("all", shape, index, per_source=True))
+            .group_by(rollups.c.source)
+            for index in range(len(shape.ranges))
+        ]
+    )
+
+
+@cache
+def _source_scan_statement(shape: _Shape) -> Any:
+    votes = _one_statement(
+        [
+            select(feedback.c.source)
+            .select_from(join_attribution(feedback, keep_unknown_traces=True))
+            .where(*window)
+            for window in _windowed(shape)
+        ]
+    ).subquery("votes")
+    return select(votes.c.source, func.count().label("total")).group_by(votes.c.source)
+
+
 async def _source_counts(conn: Any, org_id: str, filters: AnalyticsFilter) -> dict[str, int]:
     """Votes per source for the summary, from the same pieces as _group_sums."""
     result: dict[str, int] = defaultdict(int)
-    windows: list[Window] | None = None
+    windows: list[Window] = [(filters.since, filters.until)]
     if filters.user_id is None and filters.tag is None:
         ranges, windows = _plan(filters)
-        parts = [
-            select(rollups.c.source, func.sum(rollups.c.total))
-            .where(*_rollup_conditions(org_id, "all", filters, level, None, per_source=True))
-            .group_by(rollups.c.source)
-            for level in ranges
-        ]
-        if parts:
-            for source, total in await conn.execute(_one_statement(parts)):
+        if ranges:
+            shape = _Shape.of(filters, None, ranges)
+            values = _values(org_id, filters, None, ranges)
+            for source, total in await conn.execute(_source_rollup_statement(shape), values):
                 result[source] += int(total)
-    for part, window in _windowed(org_id, filters, windows):
-        stmt = (
-            select(feedback.c.source, func.count())
-            .select_from(join_attribution(feedback, keep_unknown_traces=True))
-            .where(*analytics_conditions(org_id, part), *window)
-            .group_by(feedback.c.source)
-        )
-        for source, total in await conn.execute(stmt):
+    if windows:
+        shape = _Shape.of(filters, None, windows=windows)
+        values = _values(org_id, filters, None, windows=windows)
+        for source, total in await conn.execute(_source_scan_statement(shape), values):
             result[source] += int(total)
     return {source: total for source, total in result.items() if total}
 
 
 def _rollup_conditions(
-    org_id: str,
-    dim: str,
-    filters: AnalyticsFilter,
-    level: Range,
-    key1: str | None,
-    *,
-    per_source: bool = False,
+    dim: str, shape: _Shape, index: int, *, per_source: bool = False
 ) -> list[Any]:
     """Rows of one level and bucket range of a dimension under the filters (one index range:
     an OR of levels would scan the organisation's every row); per_source picks each source's
     own rows instead of the all-sources ("*") ones when no source is asked for."""
-    suffix, low, high = level
-    conditions = [rollups.c.org_id == org_id, rollups.c.dim == dim + suffix]
-    if filters.source is not None:
-        conditions.append(rollups.c.source == filters.source.value)
+    level, low, high = shape.ranges[index]
+    conditions = [rollups.c.org_id == _param("org_id"), rollups.c.dim == dim + level]
+    if shape.source:
+        conditions.append(rollups.c.source == _param("source"))
     elif per_source:
         conditions.append(rollups.c.source.in_([s.value for s in FeedbackSource]))
     else:
         conditions.append(rollups.c.source == ALL_SOURCES)
-    if key1 is not None:
-        conditions.append(rollups.c.key1 == key1)
-    if filters.project is not None:
-        conditions.append(rollups.c.project == filters.project)
-    if low is not None:
-        conditions.append(rollups.c.bucket >= low)
-    if high is not None:
-        conditions.append(rollups.c.bucket < high)
+    if shape.key1:
+        conditions.append(rollups.c.key1 == _param("key1"))
+    if shape.project:
+        conditions.append(rollups.c.project == _param("project"))
+    if low:
+        conditions.append(rollups.c.bucket >= _param(f"low{index}"))
+    if high:
+        conditions.append(rollups.c.bucket < _param(f"high{index}"))
     return conditions
 
 
@@ -386,27 +504,6 @@ def _plan(filters: AnalyticsFilter) -> tuple[list[Range], list[Window]]:
 
 def _hour(bucket: int) -> datetime:
     return datetime.fromtimestamp(bucket * _HOUR, tz=UTC)
-
-
-def _windowed(
-    org_id: str, filters: AnalyticsFilter, windows: Sequence[Window] | None
-) -> list[tuple[AnalyticsFilter, list[Any]]]:
-    """A scan's filters and extra conditions for each window of trace time (the filters' own
-    window when None). Each part starts from the traces of its window (an index range on
-    trace time) rather than from every vote of the organisation."""
-    if windows is None:
-        windows = [(filters.since, filters.until)]
-    parts = []
-    for since, until in windows:
-        part = filters.model_copy(update={"since": since, "until": until})
-        if since is None and until is None:
-            parts.append((part, []))
-            continue
-        in_window = select(traces.c.trace_id).where(
-            traces.c.org_id == org_id, *trace_window(since, until)
-        )
-        parts.append((part, [feedback.c.trace_id.in_(in_window)]))
-    return parts
 
 
 async def trace_scores(
