@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -44,7 +43,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
 
-from agentcost.models import QualityRollup, as_utc
+from agentcost.models import QualityRollup
 from agentcost.services.sql import calls, feedback, hour_bucket_of, in_json_list, insert_for, traces
 
 rollups: Table = QualityRollup.__table__  # type: ignore[attr-defined]
@@ -56,10 +55,6 @@ NO_PROJECT = ""
 NO_BUCKET = -1
 NO_VERSION = -1
 _NANOS = 1_000_000_000
-
-
-def hour_bucket(moment: datetime) -> int:
-    return int(as_utc(moment).timestamp()) // 3600
 
 
 def to_nanos(cost: float | None) -> int:
