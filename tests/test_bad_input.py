@@ -84,6 +84,12 @@ BAD_EVENTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("cost as text", {**GOOD_EVENT, "cost": "0.5"}, "cost", "number"),
     ("negative latency", {**GOOD_EVENT, "latency_ms": -3}, "latency_ms", "greater than"),
     ("bad timestamp", {**GOOD_EVENT, "timestamp": "yesterday"}, "timestamp", "datetime"),
+    (
+        "before 1970",
+        {**GOOD_EVENT, "timestamp": "1969-12-31T23:59:59Z"},
+        "timestamp",
+        "before 1970",
+    ),
     ("bad version", {**GOOD_EVENT, "prompt_version": "latest"}, "prompt_version", "integer"),
     ("negative version", {**GOOD_EVENT, "prompt_version": -1}, "prompt_version", "integer"),
     ("empty status", {**GOOD_EVENT, "status": ""}, "status", "at least 1 character"),
