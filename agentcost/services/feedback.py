@@ -3,8 +3,8 @@
 Feedback may arrive before its trace: it is stored as sent and joins the trace at read time.
 """
 
-import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -19,16 +19,26 @@ from agentcost.services import cursors, rollups
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
+from agentcost.services.ids import random_uuids
 from agentcost.services.sql import feedback, insert_for, traces
 
 _FEEDBACK_CURSOR = "feedback"
 _REPLACED = ("trace_id", "call_id", "score", "comment", "source", "user_id", "tags", "metadata")
 
 
-def _row(org_id: str, item: FeedbackCreate, now: datetime) -> dict[str, Any]:
+@dataclass(slots=True)
+class _Submission:
+    """One submit call's rows, as the group commit stores them."""
+
+    org_id: str
+    rows: list[dict[str, Any]]
+    named: list[str]  # the ids the client sent: only these can replace stored feedback
+
+
+def _row(org_id: str, item: FeedbackCreate, feedback_id: str, now: datetime) -> dict[str, Any]:
     return {
         "org_id": org_id,
-        "id": item.id or str(uuid.uuid4()),
+        "id": feedback_id,
         "trace_id": item.trace_id,
         "call_id": item.call_id,
         "score": item.score,
@@ -54,8 +64,10 @@ async def submit(
         raise InvalidInput.single("items", "must hold at least one feedback item")
     _reject_repeated_ids(items)
     now = utcnow()
-    rows = [_row(org_id, item, now) for item in items]
-    stored = await db.write_grouped(_store, rows)
+    fresh = iter(random_uuids(sum(item.id is None for item in items)))
+    rows = [_row(org_id, item, item.id or next(fresh), now) for item in items]
+    named = [item.id for item in items if item.id is not None]
+    stored = await db.write_grouped(_store, _Submission(org_id, rows, named))
     # created_at is only ever set on insert, so it equals this call's clock exactly when new.
     return [
         (_public(row, created_at), created_at == now)
@@ -73,7 +85,7 @@ def _upsert(dialect: str) -> Any:
     ).returning(feedback.c.id, feedback.c.created_at)
 
 
-async def _store(conn: AsyncConnection, submissions: Sequence[list[dict[str, Any]]]) -> list[Any]:
+async def _store(conn: AsyncConnection, submissions: Sequence[_Submission]) -> list[Any]:
     """Upsert the rows of several submissions (a group commit); each gets its rows' created_at.
 
     A multi-row upsert may not touch one row twice (PostgreSQL refuses), so an id sent by two
@@ -82,24 +94,24 @@ async def _store(conn: AsyncConnection, submissions: Sequence[list[dict[str, Any
     """
     rounds: list[list[dict[str, Any]]] = []
     seen: dict[str, int] = {}
-    for rows in submissions:
-        for row in rows:
+    for submission in submissions:
+        for row in submission.rows:
             index = seen[row["id"]] = seen.get(row["id"], -1) + 1
             if index == len(rounds):
                 rounds.append([])
             rounds[index].append(row)
     created: dict[int, datetime] = {}
-    everything = [row for rows in submissions for row in rows]
     async with rollups.maintained(
         conn,
-        traces_of=[(row["org_id"], row["trace_id"]) for row in everything],
-        feedback_of=[(row["org_id"], row["id"]) for row in everything],
+        traces_of=[(s.org_id, row["trace_id"]) for s in submissions for row in s.rows],
+        # Ids made here are new: only the client's own can move a stored vote elsewhere.
+        feedback_of=[(s.org_id, feedback_id) for s in submissions for feedback_id in s.named],
     ):
         for batch in rounds:
             returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
             for row in batch:
                 created[id(row)] = returned[row["id"]]
-    return [[created[id(row)] for row in rows] for rows in submissions]
+    return [[created[id(row)] for row in s.rows] for s in submissions]
 
 
 def _public(row: dict[str, Any], created_at: datetime) -> FeedbackPublic:

@@ -5,7 +5,6 @@ in the same transaction by one atomic upsert, so concurrent events of one trace 
 update. An event with a ``call_id`` already stored is a client retry and changes nothing.
 """
 
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from agentcost.services.filters import (
     score_conditions,
     trace_conditions,
 )
+from agentcost.services.ids import random_uuids
 from agentcost.services.sql import calls, feedback, insert_for, json_merge, traces
 
 _TRACE_CURSOR = "trace"
@@ -50,7 +50,7 @@ class _CallRow:
         return self.values["trace_id"], self.values["call_id"]
 
 
-def _call_row(org_id: str, event: TraceEvent, now: datetime) -> _CallRow:
+def _call_row(org_id: str, event: TraceEvent, call_id: str, now: datetime) -> _CallRow:
     cost, computed = event.cost, False
     if cost is None:
         cost = pricing.compute_cost(
@@ -62,7 +62,7 @@ def _call_row(org_id: str, event: TraceEvent, now: datetime) -> _CallRow:
         {
             "org_id": org_id,
             "trace_id": event.trace_id,
-            "call_id": event.call_id or uuid.uuid4().hex,
+            "call_id": call_id,
             "model": event.model,
             "provider": event.provider,
             "input_tokens": event.input_tokens,
@@ -213,8 +213,10 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
         raise InvalidInput.single("events", "must hold at least one event")
     now = utcnow()
     rows: dict[tuple[str, str], _CallRow] = {}
+    fresh = iter(random_uuids(sum(event.call_id is None for event in events)))
     for event in events:
-        row = _call_row(org_id, event, now)
+        call_id = event.call_id or next(fresh).replace("-", "")
+        row = _call_row(org_id, event, call_id, now)
         rows.setdefault(row.key, row)  # the same call twice in one batch is one call
     accepted = await db.write_grouped(_store, _Ingestion(org_id, now, rows))
     return IngestResult(
