@@ -234,4 +234,5 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get(_WRITE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        dbapi_connection = conn.connection.dbapi_connection
+        dbapi_connection.begin_on_next_statement("BEGIN IMMEDIATE" if immediate else "BEGIN")

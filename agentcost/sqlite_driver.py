@@ -7,6 +7,9 @@ fetch all rows, close), each a thread hand-off and a loop wake-up of its own. On
 whole statement (execute, fetch, close) in one call and keeps the description, row count and
 rows it brings back, which is all SQLAlchemy reads from a client-side cursor.
 
+``BEGIN`` rides along too: ``begin_on_next_statement`` keeps it until the transaction's first
+statement and sends both in one call; a transaction that runs no statement costs no call at all.
+
 It reaches into aiosqlite for two things it has kept for years: ``Connection._execute`` (run a
 function in the connection's thread) and ``Connection._conn`` (the sqlite3 connection there).
 """
@@ -28,10 +31,14 @@ from sqlalchemy.util.concurrency import await_
 _Outcome = tuple[Any, int, int | None, list[Any]]  # description, rowcount, lastrowid, rows
 
 
-def _execute(connection: aiosqlite.Connection, operation: str, parameters: Any) -> _Outcome:
+def _execute(
+    connection: aiosqlite.Connection, begin: str | None, operation: str, parameters: Any
+) -> _Outcome:
     """In the connection's thread: the statement and, when it returns rows, all of them."""
     cursor = connection._conn.cursor()
     try:
+        if begin is not None:
+            cursor.execute(begin)
         cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else []
@@ -41,10 +48,12 @@ def _execute(connection: aiosqlite.Connection, operation: str, parameters: Any) 
 
 
 def _executemany(
-    connection: aiosqlite.Connection, operation: str, parameters: Sequence[Any]
+    connection: aiosqlite.Connection, begin: str | None, operation: str, parameters: Sequence[Any]
 ) -> _Outcome:
     cursor = connection._conn.cursor()
     try:
+        if begin is not None:
+            cursor.execute(begin)
         cursor.executemany(operation, parameters)
         return None, cursor.rowcount, cursor.lastrowid, []
     finally:
@@ -92,9 +101,11 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows = deque(rows)
 
     async def _run_async(self, function: Any, operation: Any, parameters: Any) -> _Outcome:
-        async with self._adapt_connection._execute_mutex:
+        adapted = self._adapt_connection
+        async with adapted._execute_mutex:
+            begin, adapted.pending_begin = adapted.pending_begin, None
             return await self._connection._execute(
-                function, self._connection, operation, parameters
+                function, self._connection, begin, operation, parameters
             )
 
     async def _async_soft_close(self) -> None:
@@ -105,8 +116,29 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    __slots__ = ("pending_begin",)
     _cursor_cls = OneTripCursor
+
+    def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
+        super().__init__(dbapi, connection)
+        self.pending_begin: str | None = None
+
+    def begin_on_next_statement(self, begin: str) -> None:
+        """Open the transaction with ``begin`` (BEGIN, BEGIN IMMEDIATE) in the same call as
+        its first statement."""
+        self.pending_begin = begin
+
+    def rollback(self) -> None:
+        if self.pending_begin is not None:  # nothing began in SQLite: nothing to undo
+            self.pending_begin = None
+            return
+        super().rollback()
+
+    def commit(self) -> None:
+        if self.pending_begin is not None:
+            self.pending_begin = None
+            return
+        super().commit()
 
 
 class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):

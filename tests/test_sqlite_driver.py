@@ -22,22 +22,50 @@ async def db(tmp_path: Path) -> Database:
     await database.dispose()
 
 
-async def test_a_read_is_three_trips_to_the_thread(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await db.ping()  # the pool's connection exists, so connecting is not counted
-    trips: list[str] = []
+@pytest.fixture
+def trips(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The calls made to aiosqlite's connection thread, by name of what ran there."""
+    made: list[str] = []
     original = aiosqlite.Connection._execute
 
     async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
-        trips.append(getattr(fn, "__name__", repr(fn)))
+        made.append(getattr(fn, "__name__", repr(fn)))
         return await original(self, fn, *args)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return made
+
+
+async def test_a_read_is_two_trips_to_the_thread(db: Database, trips: list[str]) -> None:
+    await db.ping()  # the pool's connection exists, so connecting is not counted
+    trips.clear()
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT 41 + 1"))).scalar() == 42
-    # BEGIN, the SELECT with its rows, ROLLBACK; the stock adapter takes four per statement.
-    assert trips == ["_execute", "_execute", "rollback"]
+    # BEGIN with the SELECT and its rows, then ROLLBACK; the stock adapter takes four calls
+    # per statement and one for BEGIN.
+    assert trips == ["_execute", "rollback"]
+
+
+async def test_a_transaction_without_statements_costs_no_trip(
+    db: Database, trips: list[str]
+) -> None:
+    await db.ping()
+    trips.clear()
+    async with db.write():
+        pass
+    async with db.read():
+        pass
+    assert trips == []
+
+
+async def test_the_first_statement_opens_the_transaction_and_commit_ends_it(db: Database) -> None:
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (id, name) VALUES (7, 'x')"))
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None and driver.in_transaction
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT name FROM t WHERE id = 7"))).scalar() == "x"
 
 
 async def test_rows_counts_and_many(db: Database) -> None:
