@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="While no API key exists, how often to re-check; a key created from the "
         "CLI ends open access within this time.",
     )
+    key_recheck_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a verified API key is trusted before its row is read again; a key "
+        "revoked from the CLI or another worker stops working within this time.",
+    )
     rate_limit_per_minute: int | None = Field(
         default=None, ge=1, description="Requests per minute per API key; unset means no limit."
     )

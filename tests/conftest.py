@@ -79,6 +79,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=tmp_path,
         open_mode_recheck_seconds=0,
+        key_recheck_seconds=0,  # revocations from outside the app take effect at once
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -29,8 +29,10 @@ class AuthState:
     _checked_at: float = field(default=-1e9)
     _token_secret: bytes | None = None
     limiter: RateLimiter | None = None
+    keys: auth.KeyCache = field(init=False)
 
     def __post_init__(self) -> None:
+        self.keys = auth.KeyCache(self.settings.key_recheck_seconds)
         if self.settings.rate_limit_per_minute:
             self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
 
@@ -74,7 +76,7 @@ async def authenticate(db: Database, state: AuthState, authorization: str | None
         principal = Principal(org_id=claims.org_id, scope=None, feedback=claims)
         caller = f"token:{claims.nonce}"
     else:
-        principal = await auth.authenticate_key(db, credential)
+        principal = await state.keys.authenticate(db, credential)
         caller = f"key:{principal.key_id}"
     if state.limiter is not None:
         state.limiter.check(caller)

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 
 from agentcost.models import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
-from agentcost.rest_api.deps import Admin, DbDep
+from agentcost.rest_api.deps import Admin, AuthDep, DbDep
 from agentcost.services import access, auth
 
 router = APIRouter(prefix="/keys", tags=["keys"])
@@ -31,6 +31,8 @@ async def create_key(body: ApiKeyCreate, db: DbDep, caller: Admin) -> ApiKeyCrea
 
 
 @router.delete("/{key_id}")
-async def revoke_key(key_id: KeyId, db: DbDep, caller: Admin) -> ApiKeyPublic:
+async def revoke_key(key_id: KeyId, db: DbDep, caller: Admin, state: AuthDep) -> ApiKeyPublic:
     """Revoke at once; another organisation's (or project's) key is reported as unknown."""
-    return await auth.revoke_key(db, key_id=key_id, org_id=caller.org_id, project=caller.project)
+    revoked = await auth.revoke_key(db, key_id=key_id, org_id=caller.org_id, project=caller.project)
+    state.keys.forget(key_id)
+    return revoked

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -145,19 +146,65 @@ async def any_key_exists(db: Database) -> bool:
 
 async def authenticate_key(db: Database, key: str) -> Principal:
     key_id, secret = _split_key(key)
+    _, principal = await _verify(db, key_id, _hash(secret))
+    return principal
+
+
+async def _verify(db: Database, key_id: str, digest: str) -> tuple[str, Principal]:
+    """The key's stored hash and its caller, when the secret's digest matches and it is live."""
     async with db.read() as conn:
         row = (
             (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
         )
     # Compare even for an unknown id, so timing does not tell which ids exist.
-    matches = hmac.compare_digest(row["secret_hash"] if row else _DUMMY_HASH, _hash(secret))
+    matches = hmac.compare_digest(row["secret_hash"] if row else _DUMMY_HASH, digest)
     if row is None or not matches:
         raise Unauthorized("unknown API key")
     if row["revoked_at"] is not None:
         raise Unauthorized("this API key has been revoked")
-    return Principal(
+    principal = Principal(
         org_id=row["org_id"], scope=Scope(row["scope"]), project=row["project"], key_id=key_id
     )
+    return row["secret_hash"], principal
+
+
+@dataclass(slots=True)
+class _Verified:
+    secret_hash: str
+    principal: Principal
+    checked_at: float
+
+
+class KeyCache:
+    """Keys verified against the database, trusted for ``recheck_seconds`` after each check.
+
+    Without it every keyed request reads its key's row first, a round trip as costly as the
+    request's share of its group commit. Each request still proves its secret (compared in
+    constant time with the stored hash). A key revoked through this process is forgotten at
+    once; one revoked elsewhere (the CLI, another worker) stops working within
+    ``recheck_seconds``.
+    """
+
+    def __init__(self, recheck_seconds: float) -> None:
+        self.recheck_seconds = recheck_seconds
+        self._verified: dict[str, _Verified] = {}
+
+    async def authenticate(self, db: Database, key: str) -> Principal:
+        key_id, secret = _split_key(key)
+        digest = _hash(secret)
+        now = time.monotonic()
+        known = self._verified.get(key_id)
+        if known is not None and now - known.checked_at < self.recheck_seconds:
+            if not hmac.compare_digest(known.secret_hash, digest):
+                raise Unauthorized("unknown API key")
+            return known.principal
+        self._verified.pop(key_id, None)
+        secret_hash, principal = await _verify(db, key_id, digest)
+        self._verified[key_id] = _Verified(secret_hash, principal, now)
+        return principal
+
+    def forget(self, key_id: str) -> None:
+        self._verified.pop(key_id, None)
 
 
 def _split_key(key: str) -> tuple[str, str]:

@@ -1,12 +1,17 @@
 """API keys on REST: open only until a key exists, then every request needs a valid key whose
 scope allows the action; nothing is changed by a refused request."""
 
+from typing import Any
+
 import httpx
 import pytest
+from sqlalchemy import event
 
+from agentcost.app import create_app
 from agentcost.db import Database
 from agentcost.models import Scope
 from agentcost.services import auth
+from agentcost.settings import Settings
 
 pytestmark = pytest.mark.anyio
 
@@ -158,3 +163,57 @@ async def test_project_restricted_key(client: httpx.AsyncClient, db: Database) -
     assert (await client.get(f"/api/feedback/{vote['id']}", headers=bearer(admin))).json()[
         "score"
     ] == -1
+
+
+@pytest.fixture
+def cached_settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"key_recheck_seconds": 60.0})
+
+
+async def test_a_verified_key_is_trusted_for_a_while_and_still_proves_its_secret(
+    cached_settings: Settings, db: Database
+) -> None:
+    """Within key_recheck_seconds no key row is read again; a wrong secret is still refused,
+    and a key revoked elsewhere (the CLI, another worker) is refused once the time is up."""
+    key, info = await auth.create_key(db, org_id="acme", scope=Scope.ADMIN)
+    app = create_app(cached_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/api/traces", headers=bearer(key))).status_code == 200
+            statements: list[str] = []
+
+            def record(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+                statements.append(sql)
+
+            engine = app.state.db.engine.sync_engine
+            event.listen(engine, "before_cursor_execute", record)
+            r = await client.get("/api/traces", headers=bearer(key))
+            event.remove(engine, "before_cursor_execute", record)
+            assert r.status_code == 200
+            assert statements and not [s for s in statements if "api_keys" in s]
+            forged = key[:-1] + ("y" if key[-1] != "y" else "z")
+            r = await client.get("/api/traces", headers=bearer(forged))
+            assert (r.status_code, r.json()["detail"]) == (401, "unknown API key")
+
+            await auth.revoke_key(db, key_id=info.id)  # from outside the app
+            assert (await client.get("/api/traces", headers=bearer(key))).status_code == 200
+            app.state.auth.keys.recheck_seconds = 0  # the trusted time is up
+            r = await client.get("/api/traces", headers=bearer(key))
+            assert (r.status_code, r.json()["detail"]) == (401, "this API key has been revoked")
+
+
+async def test_a_key_revoked_through_the_api_is_refused_at_once(
+    cached_settings: Settings, db: Database
+) -> None:
+    admin, _ = await auth.create_key(db, org_id="acme", scope=Scope.ADMIN)
+    key, info = await auth.create_key(db, org_id="acme", scope=Scope.READ)
+    app = create_app(cached_settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/api/traces", headers=bearer(key))).status_code == 200
+            r = await client.delete(f"/api/keys/{info.id}", headers=bearer(admin))
+            assert r.status_code == 200
+            r = await client.get("/api/traces", headers=bearer(key))
+            assert (r.status_code, r.json()["detail"]) == (401, "this API key has been revoked")
