@@ -90,10 +90,13 @@ def _in_json_list_sqlite(element: in_json_list, compiler: Any, **kw: Any) -> str
 
 @compiles(in_json_list, "postgresql")
 def _in_json_list_pg(element: in_json_list, compiler: Any, **kw: Any) -> str:
+    # "= ANY(ARRAY(...))": the list is built once (an InitPlan) and probes the index, whatever
+    # the table's statistics say; "IN (SELECT ...)" on a table never ANALYZEd scanned every row
+    # of the organisation for each write.
     column, ids = list(element.clauses)
     return (
-        f"{compiler.process(column, **kw)} IN "
-        f"(SELECT jsonb_array_elements_text(CAST({compiler.process(ids, **kw)} AS JSONB)))"
+        f"{compiler.process(column, **kw)} = ANY(ARRAY("
+        f"SELECT jsonb_array_elements_text(CAST({compiler.process(ids, **kw)} AS JSONB))))"
     )
 
 
