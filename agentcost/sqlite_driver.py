@@ -16,7 +16,6 @@ function in the connection's thread) and ``Connection._conn`` (the sqlite3 conne
 
 import sqlite3
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -32,30 +31,25 @@ _Outcome = tuple[Any, int, int | None, list[Any]]  # description, rowcount, last
 
 
 def _execute(
-    connection: aiosqlite.Connection, begin: str | None, operation: str, parameters: Any
+    connection: aiosqlite.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
 ) -> _Outcome:
-    """In the connection's thread: the statement and, when it returns rows, all of them."""
+    """In the connection's thread: the statement (once, or once per parameter set) and, when
+    it returns rows, all of them."""
     cursor = connection._conn.cursor()
     try:
         if begin is not None:
             cursor.execute(begin)
-        cursor.execute(operation, parameters)
+        if many:
+            cursor.executemany(operation, parameters)
+        else:
+            cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else []
         return description, cursor.rowcount, cursor.lastrowid, rows
-    finally:
-        cursor.close()
-
-
-def _executemany(
-    connection: aiosqlite.Connection, begin: str | None, operation: str, parameters: Sequence[Any]
-) -> _Outcome:
-    cursor = connection._conn.cursor()
-    try:
-        if begin is not None:
-            cursor.execute(begin)
-        cursor.executemany(operation, parameters)
-        return None, cursor.rowcount, cursor.lastrowid, []
     finally:
         cursor.close()
 
@@ -87,25 +81,25 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         return self._lastrowid  # type: ignore[return-value]
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
-        self._run(_execute, operation, () if parameters is None else parameters)
+        self._run(operation, () if parameters is None else parameters, many=False)
 
     def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
-        self._run(_executemany, operation, seq_of_parameters)
+        self._run(operation, seq_of_parameters, many=True)
 
-    def _run(self, function: Any, operation: Any, parameters: Any) -> None:
+    def _run(self, operation: Any, parameters: Any, *, many: bool) -> None:
         try:
-            outcome: _Outcome = await_(self._run_async(function, operation, parameters))
+            outcome: _Outcome = await_(self._run_async(operation, parameters, many))
         except Exception as error:
             self._adapt_connection._handle_exception(error)
         self._description, self._rowcount, self._lastrowid, rows = outcome
         self._rows = deque(rows)
 
-    async def _run_async(self, function: Any, operation: Any, parameters: Any) -> _Outcome:
+    async def _run_async(self, operation: Any, parameters: Any, many: bool) -> _Outcome:
         adapted = self._adapt_connection
         async with adapted._execute_mutex:
             begin, adapted.pending_begin = adapted.pending_begin, None
             return await self._connection._execute(
-                function, self._connection, begin, operation, parameters
+                _execute, self._connection, begin, operation, parameters, many
             )
 
     async def _async_soft_close(self) -> None:
