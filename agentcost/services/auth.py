@@ -144,12 +144,6 @@ async def any_key_exists(db: Database) -> bool:
         return bool((await conn.execute(select(exists().select_from(api_keys)))).scalar())
 
 
-async def authenticate_key(db: Database, key: str) -> Principal:
-    key_id, secret = _split_key(key)
-    _, principal = await _verify(db, key_id, _hash(secret))
-    return principal
-
-
 async def _verify(db: Database, key_id: str, digest: str) -> tuple[str, Principal]:
     """The key's stored hash and its caller, when the secret's digest matches and it is live."""
     async with db.read() as conn:

@@ -107,7 +107,7 @@ async def test_cli_keys(cli_env: dict[str, str], db: Database) -> None:
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert key.startswith(auth.KEY_PREFIX) and "\n" not in key
-    principal = await auth.authenticate_key(db, key)
+    principal = await auth.KeyCache(recheck_seconds=0).authenticate(db, key)
     assert (principal.org_id, principal.scope, principal.project) == ("acme", Scope.READ, "web")
     [info] = await auth.list_keys(db)
     secret = key.removeprefix(auth.KEY_PREFIX).partition("_")[2]
