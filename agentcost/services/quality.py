@@ -215,7 +215,7 @@ class _Shape:
 
     Building an analytics statement (expression objects, then its cache key) costs about as
     much as running it, so each shape's statement is built once, with bound parameters, and
-    every request of that shape runs it with its own values (``_values``).
+    every request of that shape runs it with its own values (``_bind`` gives both).
     """
 
     project: bool
@@ -226,33 +226,25 @@ class _Shape:
     ranges: tuple[tuple[str, bool, bool], ...] = ()  # level, has low, has high
     windows: tuple[tuple[bool, bool], ...] = ()  # scans: has since, has until
 
-    @classmethod
-    def of(
-        cls,
-        filters: AnalyticsFilter,
-        key1: str | None,
-        ranges: Sequence[Range] = (),
-        windows: Sequence[Window] = (),
-    ) -> "_Shape":
-        return cls(
-            project=filters.project is not None,
-            source=filters.source is not None,
-            user_id=filters.user_id is not None,
-            tag=filters.tag is not None,
-            key1=key1 is not None,
-            ranges=tuple((level, low is not None, high is not None) for level, low, high in ranges),
-            windows=tuple((since is not None, until is not None) for since, until in windows),
-        )
 
-
-def _values(
+def _bind(
     org_id: str,
     filters: AnalyticsFilter,
     key1: str | None,
     ranges: Sequence[Range] = (),
     windows: Sequence[Window] = (),
-) -> dict[str, Any]:
-    """The bound values of a shape's statement (names as ``_param`` gives them)."""
+) -> tuple[_Shape, dict[str, Any]]:
+    """A request's shape and the values its statement binds (names as ``_param`` gives them),
+    from the same arguments, so the two cannot disagree."""
+    shape = _Shape(
+        project=filters.project is not None,
+        source=filters.source is not None,
+        user_id=filters.user_id is not None,
+        tag=filters.tag is not None,
+        key1=key1 is not None,
+        ranges=tuple((level, low is not None, high is not None) for level, low, high in ranges),
+        windows=tuple((since is not None, until is not None) for since, until in windows),
+    )
     values: dict[str, Any] = {
         "org_id": org_id,
         "key1": key1,
@@ -265,7 +257,7 @@ def _values(
         values[f"low{index}"], values[f"high{index}"] = low, high
     for index, (since, until) in enumerate(windows):
         values[f"since{index}"], values[f"until{index}"] = since, until
-    return values
+    return shape, values
 
 
 def _param(name: str, wanted: bool = True) -> Any:
@@ -342,9 +334,8 @@ async def _scan(
     """The scan path: over the filters' own window, or over several windows of trace time."""
     if windows is None:
         windows = [(filters.since, filters.until)]
-    shape = _Shape.of(filters, key1, windows=windows)
+    shape, values = _bind(org_id, filters, key1, windows=windows)
     result: dict[GroupKey, Counts] = {}
-    values = _values(org_id, filters, key1, windows=windows)
     for row in await conn.execute(_scan_statement(dim, shape), values):
         result[(row.key1, int(row.key2))] = Counts(
             total=int(row.total),
@@ -384,8 +375,7 @@ async def _group_sums(
     ranges, edges = _plan(filters)
     result: dict[GroupKey, Counts] = defaultdict(Counts)
     if ranges:
-        shape = _Shape.of(filters, key1, ranges)
-        values = _values(org_id, filters, key1, ranges)
+        shape, values = _bind(org_id, filters, key1, ranges)
         for row in await conn.execute(_rollup_statement(dim, shape), values):
             result[(row.key1, int(row.key2))].add(
                 Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
@@ -428,13 +418,11 @@ async def _source_counts(conn: Any, org_id: str, filters: AnalyticsFilter) -> di
     if filters.user_id is None and filters.tag is None:
         ranges, windows = _plan(filters)
         if ranges:
-            shape = _Shape.of(filters, None, ranges)
-            values = _values(org_id, filters, None, ranges)
+            shape, values = _bind(org_id, filters, None, ranges)
             for source, total in await conn.execute(_source_rollup_statement(shape), values):
                 result[source] += int(total)
     if windows:
-        shape = _Shape.of(filters, None, windows=windows)
-        values = _values(org_id, filters, None, windows=windows)
+        shape, values = _bind(org_id, filters, None, windows=windows)
         for source, total in await conn.execute(_source_scan_statement(shape), values):
             result[source] += int(total)
     return {source: total for source, total in result.items() if total}
