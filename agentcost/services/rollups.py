@@ -277,14 +277,10 @@ def _apply(dialect: str) -> Any:
     )
 
 
-@cache
-def _traces_of_feedback() -> Any:
-    feedback_ids = bindparam("feedback_ids", type_=Text)  # a JSON array
-    return select(feedback.c.trace_id).where(
-        feedback.c.org_id == _ORG, in_json_list(feedback.c.id, feedback_ids)
-    )
-
-
+_TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
+    feedback.c.org_id == _ORG,
+    in_json_list(feedback.c.id, bindparam("feedback_ids", type_=Text)),  # a JSON array
+)
 _CLEAR_DELTA = _delta.delete()
 
 
@@ -316,7 +312,7 @@ async def maintained(
         ids = trace_ids[org_id]
         if feedback_ids[org_id]:
             found = await conn.execute(
-                _traces_of_feedback(),
+                _TRACES_OF_FEEDBACK,
                 {"org_id": org_id, "feedback_ids": json.dumps(sorted(feedback_ids[org_id]))},
             )
             ids.update(found.scalars())
