@@ -237,44 +237,69 @@ def _sum(column: Any, *, wide: bool) -> Any:
 def _apply(dialect: str) -> Any:
     """Net delta per key at every level, upserted; built once (ON CONFLICT costs to build).
 
-    Each hourly row also goes to its day and to the all-time totals. Feedback whose trace is
-    unknown has no time: it is only in the totals (bucket -1), which no time window reads.
+    The levels cascade: hours are summed from the delta's rows, days from the hours and the
+    totals from the days, so each sort sees the rows of the level below, already folded, rather
+    than every delta row three times (a rebuild's delta holds several rows per voted trace).
+    Feedback whose trace is unknown has no time: it is only in the totals (bucket -1), which no
+    time window reads.
     """
-    d = _delta.c
-    timed = d.bucket >= 0
-    levels = [
-        (d.dim + HOURLY, d.bucket, timed),
-        (d.dim + DAILY, d.bucket // 24, timed),
-        (d.dim + TOTAL, case((timed, 0), else_=NO_BUCKET), None),
-    ]
-    parts = [
-        select(
-            d.org_id,
-            dim.label("dim"),
-            d.source,
-            d.key1,
-            d.key2,
-            d.project,
-            bucket.label("bucket"),
-            *(d[name] for name in COUNT_FIELDS),
-        ).where(*([] if condition is None else [condition]))
-        for dim, bucket, condition in levels
-    ]
-    expanded = union_all(*parts).subquery("levels")
-    e = expanded.c
-    keys = [e.org_id, *(e[name] for name in _KEY_COLUMNS)]
-    sums = {name: _sum(e[name], wide=name == "cost_nanos") for name in COUNT_FIELDS}
-    net = (
-        select(*keys, *(total.label(name) for name, total in sums.items()))
-        .group_by(*keys)
-        .having(or_(*(total != 0 for total in sums.values())))
-        .order_by(*keys)
+    hours = _fold(_delta, lambda c: c.dim, lambda c: c.bucket).cte("hours")
+    timed = hours.c.bucket >= 0
+    days = _fold(hours, lambda c: c.dim, lambda c: c.bucket // 24, where=timed).cte("days")
+    levels = union_all(
+        select(*_level_columns(hours, hours.c.dim + HOURLY, hours.c.bucket)).where(
+            timed, _nonzero(hours.c)
+        ),
+        _fold(days, lambda c: c.dim + DAILY, lambda c: c.bucket).having(_nonzero(_sums(days))),
+        _fold(
+            hours,
+            lambda c: c.dim + TOTAL,
+            lambda c: case((c.bucket >= 0, 0), else_=NO_BUCKET),
+        ).having(_nonzero(_sums(hours))),
+    ).subquery("levels")
+    keys = [levels.c.org_id, *(levels.c[name] for name in _KEY_COLUMNS)]
+    ordered = select(levels).order_by(*keys)
+    stmt = insert_for(dialect, rollups).from_select(
+        ["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], ordered
     )
-    stmt = insert_for(dialect, rollups).from_select(["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], net)
     return stmt.on_conflict_do_update(
         index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
         set_={name: rollups.c[name] + stmt.excluded[name] for name in COUNT_FIELDS},
     )
+
+
+def _level_columns(rows: Any, dim: Any, bucket: Any, counts: Any = None) -> list[Any]:
+    c = rows.c
+    values = counts if counts is not None else {name: c[name] for name in COUNT_FIELDS}
+    return [
+        c.org_id,
+        dim.label("dim"),
+        c.source,
+        c.key1,
+        c.key2,
+        c.project,
+        bucket.label("bucket"),
+        *(value.label(name) for name, value in values.items()),
+    ]
+
+
+def _sums(rows: Any) -> dict[str, Any]:
+    return {name: _sum(rows.c[name], wide=name == "cost_nanos") for name in COUNT_FIELDS}
+
+
+def _nonzero(counts: Any) -> Any:
+    values = counts.values() if isinstance(counts, dict) else (counts[n] for n in COUNT_FIELDS)
+    return or_(*(value != 0 for value in values))
+
+
+def _fold(rows: Any, dim: Any, bucket: Any, *, where: Any = None) -> Any:
+    """``rows`` summed per key, its dimension and bucket mapped to another level's."""
+    dim_value, bucket_value = dim(rows.c), bucket(rows.c)
+    stmt = select(*_level_columns(rows, dim_value, bucket_value, _sums(rows)))
+    if where is not None:
+        stmt = stmt.where(where)
+    c = rows.c
+    return stmt.group_by(c.org_id, dim_value, c.source, c.key1, c.key2, c.project, bucket_value)
 
 
 _TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
