@@ -1,22 +1,24 @@
-"""`agentcost serve | migrate | demo | export-openapi | export-schema`."""
+"""`agentcost serve | migrate | demo | import | export-openapi | export-schema | keys`."""
 
 import asyncio
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import BaseModel, ValidationError
 
 from agentcost.db import Database
-from agentcost.errors import NotFound
+from agentcost.errors import FieldError, InvalidInput, NotFound, field_errors
 from agentcost.migrate import upgrade
-from agentcost.models import Scope
+from agentcost.models import FeedbackImport, Scope, TraceEvent
 from agentcost.services import auth
 from agentcost.settings import get_settings
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -123,6 +125,76 @@ def demo(
     )
     typer.echo(stats.describe())
     typer.echo(f"Try: curl localhost:{settings.port}/api/feedback/quality/models")
+
+
+@app.command("import")
+def import_(
+    traces: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="AgentCost events, JSON Lines.")
+    ] = None,
+    feedback: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Feedback items (may hold created_at), JSON Lines."
+        ),
+    ] = None,
+    org: Annotated[str | None, typer.Option(help="Organisation [default: settings]")] = None,
+) -> None:
+    """Import history in one transaction: all lines or, on any bad line, none (migrates first).
+
+    Each line is one object, as POST /api/trace or POST /api/feedback takes it; feedback may
+    also say when it was given (created_at). Roll-ups are computed once for the whole import,
+    so this is much faster than the batch routes for a backfill.
+    """
+    from agentcost.services.imports import import_history
+
+    if traces is None and feedback is None:
+        typer.echo("nothing to import: give --traces, --feedback or both", err=True)
+        raise typer.Exit(2)
+    org_id = org if org is not None else get_settings().default_org
+    if not org_id.strip() or len(org_id) > 64:
+        typer.echo("--org must be 1 to 64 characters, not blank", err=True)
+        raise typer.Exit(2)
+    try:
+        result = _run(
+            _with_db(
+                lambda db: import_history(
+                    db,
+                    org_id=org_id,
+                    events=_lines(traces, TraceEvent),
+                    feedback=_lines(feedback, FeedbackImport),
+                )
+            )
+        )
+    except InvalidInput as exc:
+        for error in exc.errors:
+            typer.echo(f"error: {error.field}: {error.reason}", err=True)
+        typer.echo("nothing was imported", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"imported {result.calls:,} calls ({result.duplicate_calls:,} already stored) and "
+        f"{result.feedback:,} feedback items into org {org_id}"
+    )
+
+
+def _lines(path: Path | None, model: type[M]) -> Iterator[M]:
+    """The file's objects, read as the import goes; a bad line stops it, named by number."""
+    if path is None:
+        return
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield model.model_validate_json(line)
+            except ValidationError as exc:
+                where = f"{path.name} line {number}"
+                raise InvalidInput(
+                    [
+                        FieldError(f"{where}: {e.field}" if e.field else where, e.reason)
+                        for e in field_errors(exc)
+                    ]
+                ) from None
 
 
 @app.command("export-openapi")

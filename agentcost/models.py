@@ -275,6 +275,21 @@ class FeedbackCreate(_Input):
     _score = field_validator("score", mode="before")(_check_score)
 
 
+def _check_past(value: datetime | None) -> datetime | None:
+    # History is imported after it happened; a time ahead of the clock is a mistake in the data.
+    if value is not None and as_utc(value) > utcnow():
+        raise ValueError("must not be in the future")
+    return value
+
+
+class FeedbackImport(FeedbackCreate):
+    """One line of a feedback history being imported: a submission, plus when it was given."""
+
+    created_at: Annotated[CallTime | None, AfterValidator(_check_past)] = Field(
+        default=None, description="When the feedback was given; the import's time when absent."
+    )
+
+
 class FeedbackUpdate(_Input):
     """Fields a PATCH may change; absent fields keep their value, null clears an optional one."""
 
@@ -464,6 +479,14 @@ class IngestResult(BaseModel):
         default=None, description="Lets the end user's browser vote on this trace (single events)."
     )
     feedback_token_expires_at: datetime | None = None
+
+
+class ImportResult(BaseModel):
+    """What an import stored, counted the way ingest and submit count."""
+
+    calls: int = Field(description="Events stored as new calls.")
+    duplicate_calls: int = Field(description="Events whose call_id was already stored (ignored).")
+    feedback: int = Field(description="Feedback items stored, new or replacing the same id.")
 
 
 class QualityMetrics(BaseModel):

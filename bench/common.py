@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from array import array
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,9 +39,8 @@ from sqlalchemy.engine import make_url
 
 from agentcost.db import Database
 from agentcost.migrate import alembic_config, upgrade
-from agentcost.models import FeedbackCreate, FeedbackSource, TraceEvent
-from agentcost.services import feedback as feedback_service
-from agentcost.services import traces as traces_service
+from agentcost.models import FeedbackImport, FeedbackSource, TraceEvent
+from agentcost.services.imports import import_history
 from agentcost.services.sql import feedback as feedback_table
 from agentcost.services.sql import traces as traces_table
 
@@ -226,8 +226,8 @@ class Generated:
         rows = self.traces + self.calls + self.feedback
         return (
             f"generated {self.traces:,} traces / {self.calls:,} calls / {self.feedback:,} feedback "
-            f"in {self.seconds:.1f} s (traces {self.trace_seconds:.1f} s, feedback "
-            f"{self.feedback_seconds:.1f} s; {rows / self.seconds:,.0f} rows/s)"
+            f"in {self.seconds:.1f} s (traces {self.trace_seconds:.1f} s, then feedback and "
+            f"roll-ups {self.feedback_seconds:.1f} s; {rows / self.seconds:,.0f} rows/s)"
         )
 
 
@@ -243,82 +243,86 @@ async def generate(
     feedback: int,
     seed: int = 1,
     shape: Shape = Shape(),
-    batch_traces: int = 2000,
-    batch_feedback: int = 5000,
     anchor: datetime | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Generated:
-    """``traces`` traces (1-3 calls each) and ``feedback`` items, through the services' ingest
-    and submit in large batches, i.e. the code path every client's writes take.
+    """``traces`` traces (1-3 calls each) and ``feedback`` items, through
+    ``services.imports.import_history``: the bulk path, with the same rows and rules as every
+    client's writes and the roll-ups computed once.
 
     Traces fall in the ``shape.days`` before ``anchor`` (default now); a kept dataset records its
-    anchor so time-window filters select the same traces however old the data file is.
-    Token counts are drawn from a coarse grid so the price cache serves most calls: pricing an
-    unseen (model, tokens) pair is far slower than storing it and would dominate the timing.
+    anchor so time-window filters select the same traces however old the data file is. Each
+    vote is dated up to an hour after its trace. Token counts are drawn from a coarse grid so
+    the price cache serves most calls: pricing an unseen (model, tokens) pair is far slower than
+    storing it and would dominate the timing.
     """
     rng = random.Random(seed)
     now = anchor or datetime.now(UTC)
     span = shape.days * 86_400
     started = time.perf_counter()
-    calls = 0
-    for begin in range(0, traces, batch_traces):
-        events = []
-        for index in range(begin, min(traces, begin + batch_traces)):
+    times = array("d")  # each trace's age in seconds, to date its votes
+    counts = {"calls": 0}
+    marks: dict[str, float] = {}
+
+    def events() -> Iterator[TraceEvent]:
+        for index in range(traces):
             model, provider = rng.choice(shape.models)
             prompt = rng.choice(shape.prompts)
-            at = now - timedelta(seconds=rng.random() * span)
+            age = rng.random() * span
+            times.append(age)
+            at = now - timedelta(seconds=age)
             for step in range(rng.choice((1, 1, 2, 3))):
-                events.append(
-                    TraceEvent.model_validate(
-                        {
-                            "trace_id": bench_trace_id(index),
-                            "call_id": f"c{step}",
-                            "project": rng.choice(shape.projects),
-                            "model": model,
-                            "provider": provider,
-                            "input_tokens": 200 * rng.randint(1, 20),
-                            "output_tokens": 50 * rng.randint(1, 15),
-                            "latency_ms": rng.uniform(200, 4000),
-                            "session_id": f"s{index // 4}",
-                            "timestamp": at + timedelta(seconds=step),
-                            "prompt_id": prompt,
-                            "prompt_version": rng.randint(1, shape.versions),
-                        }
-                    )
-                )
-        calls += len(events)
-        await traces_service.ingest(db, org_id=ORG, events=events)
-        if progress:
-            progress(f"traces {min(traces, begin + batch_traces):,}/{traces:,}")
-    trace_seconds = time.perf_counter() - started
-
-    sources = list(FeedbackSource)
-    for begin in range(0, feedback, batch_feedback):
-        items = []
-        for _ in range(begin, min(feedback, begin + batch_feedback)):
-            if rng.random() < shape.unknown_trace_share:
-                trace_id = f"bench-missing-{rng.getrandbits(48):012x}"
-            else:
-                trace_id = bench_trace_id(rng.randrange(traces))
-            score = rng.choices((1, 0, -1), weights=(75, 5, 20))[0]
-            items.append(
-                FeedbackCreate.model_validate(
+                counts["calls"] += 1
+                yield TraceEvent.model_validate(
                     {
-                        "trace_id": trace_id,
-                        "call_id": "c0" if rng.random() < shape.call_feedback_share else None,
-                        "score": score,
-                        "source": rng.choice(sources),
-                        "user_id": f"user-{rng.randrange(5000)}",
-                        "tags": [rng.choice(shape.tags)] if score < 0 else None,
-                        "comment": "too long" if score < 0 and rng.random() < 0.3 else None,
+                        "trace_id": bench_trace_id(index),
+                        "call_id": f"c{step}",
+                        "project": rng.choice(shape.projects),
+                        "model": model,
+                        "provider": provider,
+                        "input_tokens": 200 * rng.randint(1, 20),
+                        "output_tokens": 50 * rng.randint(1, 15),
+                        "latency_ms": rng.uniform(200, 4000),
+                        "session_id": f"s{index // 4}",
+                        "timestamp": at + timedelta(seconds=step),
+                        "prompt_id": prompt,
+                        "prompt_version": rng.randint(1, shape.versions),
                     }
                 )
+            if progress and (index + 1) % 100_000 == 0:
+                progress(f"traces {index + 1:,}/{traces:,}")
+
+    def votes() -> Iterator[FeedbackImport]:
+        marks["feedback"] = time.perf_counter()
+        sources = list(FeedbackSource)
+        for index in range(feedback):
+            if rng.random() < shape.unknown_trace_share:
+                trace_id = f"bench-missing-{rng.getrandbits(48):012x}"
+                age = rng.random() * span
+            else:
+                trace = rng.randrange(traces)
+                trace_id = bench_trace_id(trace)
+                age = max(0.0, times[trace] - rng.random() * 3600)
+            score = rng.choices((1, 0, -1), weights=(75, 5, 20))[0]
+            yield FeedbackImport.model_validate(
+                {
+                    "trace_id": trace_id,
+                    "call_id": "c0" if rng.random() < shape.call_feedback_share else None,
+                    "score": score,
+                    "source": rng.choice(sources),
+                    "user_id": f"user-{rng.randrange(5000)}",
+                    "tags": [rng.choice(shape.tags)] if score < 0 else None,
+                    "comment": "too long" if score < 0 and rng.random() < 0.3 else None,
+                    "created_at": now - timedelta(seconds=age),
+                }
             )
-        await feedback_service.submit(db, org_id=ORG, items=items)
-        if progress:
-            progress(f"feedback {min(feedback, begin + batch_feedback):,}/{feedback:,}")
+            if progress and (index + 1) % 200_000 == 0:
+                progress(f"feedback {index + 1:,}/{feedback:,}")
+
+    await import_history(db, org_id=ORG, events=events(), feedback=votes())
     total = time.perf_counter() - started
-    return Generated(traces, calls, feedback, total, trace_seconds, total - trace_seconds)
+    trace_seconds = marks.get("feedback", started + total) - started
+    return Generated(traces, counts["calls"], feedback, total, trace_seconds, total - trace_seconds)
 
 
 async def refresh_statistics(db: Database) -> str:
@@ -340,7 +344,7 @@ async def refresh_statistics(db: Database) -> str:
 # ---------------------------------------------------------------------------------------------
 # Kept datasets: generated once per scale and seed, copied for each run
 
-GENERATOR_VERSION = 1  # bump when generate() or Shape changes what it writes
+GENERATOR_VERSION = 2  # bump when generate() or Shape changes what it writes
 DATA_DIR = ROOT / "bench" / "results" / "data"  # git-ignored with the rest of bench/results/
 
 

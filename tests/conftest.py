@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from agentcost.app import create_app
 from agentcost.db import Database
 from agentcost.migrate import upgrade
-from agentcost.settings import Settings
+from agentcost.settings import Settings, get_settings
 
 PG_ADMIN_URL = os.environ.get(
     "AGENTCOST_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -82,6 +82,18 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         key_recheck_seconds=0,  # revocations from outside the app take effect at once
         _env_file=None,  # type: ignore[call-arg]
     )
+
+
+@pytest.fixture
+def user_env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The user's environment points at this test's database, as for the CLI and the Python
+    API, which read their settings from it; nothing else is set up."""
+    monkeypatch.setenv("AGENTCOST_DATABASE_URL", database_url)
+    monkeypatch.setenv("AGENTCOST_DATA_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # no stray .env file
+    get_settings.cache_clear()
+    yield database_url
+    get_settings.cache_clear()
 
 
 @pytest.fixture

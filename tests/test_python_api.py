@@ -56,16 +56,10 @@ def _close_services() -> None:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, database_url: str, tmp_path: Path) -> Iterator[str]:
-    """The user's environment points at this test's database; nothing else is set up."""
-    monkeypatch.setenv("AGENTCOST_DATABASE_URL", database_url)
-    monkeypatch.setenv("AGENTCOST_DATA_DIR", str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # no stray .env file
-    get_settings.cache_clear()
+def env(user_env: str) -> Iterator[str]:
     _close_services()
-    yield database_url
+    yield user_env
     _close_services()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -14,7 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost.db import Database
 from agentcost.errors import FieldError, InvalidInput, NotFound
-from agentcost.models import FeedbackCreate, FeedbackPublic, FeedbackUpdate, utcnow
+from agentcost.models import (
+    FeedbackCreate,
+    FeedbackImport,
+    FeedbackPublic,
+    FeedbackUpdate,
+    utcnow,
+)
 from agentcost.services import cursors, rollups
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
@@ -27,15 +33,24 @@ _REPLACED = ("trace_id", "call_id", "score", "comment", "source", "user_id", "ta
 
 
 @dataclass(slots=True)
-class _Submission:
-    """One submit call's rows, as the group commit stores them."""
+class Submission:
+    """One submit call's rows (or one chunk of an import's), as ``write`` stores them."""
 
     org_id: str
     rows: list[dict[str, Any]]
     named: list[str]  # the ids the client sent: only these can replace stored feedback
 
 
+def prepare(org_id: str, items: Sequence[FeedbackCreate], now: datetime) -> Submission:
+    """The rows to store; feedback ids the client left out are made here."""
+    fresh = iter(random_uuids(sum(item.id is None for item in items)))
+    rows = [_row(org_id, item, item.id or next(fresh), now) for item in items]
+    return Submission(org_id, rows, [item.id for item in items if item.id is not None])
+
+
 def _row(org_id: str, item: FeedbackCreate, feedback_id: str, now: datetime) -> dict[str, Any]:
+    # Only an import may date its feedback; a submission is dated by the server's clock.
+    created_at = item.created_at if isinstance(item, FeedbackImport) else None
     return {
         "org_id": org_id,
         "id": feedback_id,
@@ -47,7 +62,7 @@ def _row(org_id: str, item: FeedbackCreate, feedback_id: str, now: datetime) -> 
         "user_id": item.user_id,
         "tags": item.tags or [],
         "metadata": item.metadata or {},
-        "created_at": now,
+        "created_at": created_at or now,
         "updated_at": now,
     }
 
@@ -64,14 +79,12 @@ async def submit(
         raise InvalidInput.single("items", "must hold at least one feedback item")
     _reject_repeated_ids(items)
     now = utcnow()
-    fresh = iter(random_uuids(sum(item.id is None for item in items)))
-    rows = [_row(org_id, item, item.id or next(fresh), now) for item in items]
-    named = [item.id for item in items if item.id is not None]
-    stored = await db.write_grouped(_store, _Submission(org_id, rows, named))
+    submission = prepare(org_id, items, now)
+    stored = await db.write_grouped(_store, submission)
     # created_at is only ever set on insert, so it equals this call's clock exactly when new.
     return [
         (_public(row, created_at), created_at == now)
-        for row, created_at in zip(rows, stored, strict=True)
+        for row, created_at in zip(submission.rows, stored, strict=True)
     ]
 
 
@@ -85,8 +98,24 @@ def _upsert(dialect: str) -> Any:
     ).returning(feedback.c.id, feedback.c.created_at)
 
 
-async def _store(conn: AsyncConnection, submissions: Sequence[_Submission]) -> list[Any]:
-    """Upsert the rows of several submissions (a group commit); each gets its rows' created_at.
+async def _store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
+    """Upsert the rows of several submissions (a group commit), roll-ups kept current."""
+    async with rollups.maintained(conn, **touches(submissions)):
+        return await write(conn, submissions)
+
+
+def touches(submissions: Sequence[Submission]) -> dict[str, list[tuple[str, str]]]:
+    """What the submissions' writes may change, in ``rollups.Maintenance.retract``'s terms."""
+    return {
+        "traces_of": [(s.org_id, row["trace_id"]) for s in submissions for row in s.rows],
+        # Ids made here are new: only the client's own can move a stored vote elsewhere.
+        "feedback_of": [(s.org_id, feedback_id) for s in submissions for feedback_id in s.named],
+    }
+
+
+async def write(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
+    """Upsert the rows of several submissions; each gets its rows' stored created_at. The
+    caller keeps the roll-ups current (``touches`` says what to retract).
 
     A multi-row upsert may not touch one row twice (PostgreSQL refuses), so an id sent by two
     submissions of the group goes in a later statement: the later submission replaces the
@@ -101,16 +130,10 @@ async def _store(conn: AsyncConnection, submissions: Sequence[_Submission]) -> l
                 rounds.append([])
             rounds[index].append(row)
     created: dict[int, datetime] = {}
-    async with rollups.maintained(
-        conn,
-        traces_of=[(s.org_id, row["trace_id"]) for s in submissions for row in s.rows],
-        # Ids made here are new: only the client's own can move a stored vote elsewhere.
-        feedback_of=[(s.org_id, feedback_id) for s in submissions for feedback_id in s.named],
-    ):
-        for batch in rounds:
-            returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
-            for row in batch:
-                created[id(row)] = returned[row["id"]]
+    for batch in rounds:
+        returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
+        for row in batch:
+            created[id(row)] = returned[row["id"]]
     return [[created[id(row)] for row in s.rows] for s in submissions]
 
 

@@ -309,6 +309,77 @@ _TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
 _CLEAR_DELTA = _delta.delete()
 
 
+class Maintenance:
+    """The roll-up bookkeeping of one transaction's writes, which may come in several steps.
+
+    ``retract`` takes the contribution of each trace a step is about to touch, once per trace
+    however many steps touch it; ``finish`` adds back the final contributions of all of them and
+    upserts the net. A bulk import thus pays once per trace, not once per chunk.
+    """
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._touched: dict[str, set[str]] = {}
+
+    async def retract(
+        self,
+        *,
+        traces_of: Iterable[tuple[str, str]] = (),
+        feedback_of: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Before a write: (org, trace id) pairs it touches, and (org, feedback id) pairs whose
+        current trace it may move votes away from.
+
+        One write may hold several organisations' rows (a group commit); orgs are locked in
+        order, so two writers never wait on each other's locks in opposite orders.
+        """
+        conn = self.conn
+        trace_ids: dict[str, set[str]] = defaultdict(set)
+        feedback_ids: dict[str, set[str]] = defaultdict(set)
+        for org_id, trace_id in traces_of:
+            trace_ids[org_id].add(trace_id)
+        for org_id, feedback_id in feedback_of:
+            feedback_ids[org_id].add(feedback_id)
+        if not self._touched:
+            await conn.execute(_CREATE_DELTA)
+        for org_id in sorted(trace_ids.keys() | feedback_ids.keys()):
+            touched = self._touched.get(org_id)
+            if touched is None:
+                touched = self._touched[org_id] = set()
+                if conn.dialect.name == "postgresql":
+                    # One writer per org at a time keeps before and after images consistent.
+                    await conn.execute(select(_advisory_lock(org_id)))
+            ids = trace_ids[org_id]
+            if feedback_ids[org_id]:
+                found = await conn.execute(
+                    _TRACES_OF_FEEDBACK,
+                    {"org_id": org_id, "feedback_ids": json.dumps(sorted(feedback_ids[org_id]))},
+                )
+                ids.update(found.scalars())
+            ids -= touched
+            if ids:
+                touched |= ids
+                await self._record(-1, org_id, sorted(ids))
+
+    async def finish(self) -> None:
+        """After the last write: the touched traces' new contributions, and the net upserted."""
+        for org_id, ids in self._touched.items():
+            await self._record(1, org_id, sorted(ids))
+        if self._touched:
+            await self.conn.execute(_apply(self.conn.dialect.name))
+            await self.conn.execute(_CLEAR_DELTA)
+        self._touched.clear()
+
+    async def _record(self, sign: int, org_id: str, trace_ids: list[str]) -> None:
+        # Bounded lists: PostgreSQL matches ids against the whole array for each row it reads.
+        for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
+            chunk = json.dumps(trace_ids[start : start + _IDS_PER_IMAGE])
+            await self.conn.execute(_record(sign, True), {"org_id": org_id, "trace_ids": chunk})
+
+
+_IDS_PER_IMAGE = 10_000
+
+
 @asynccontextmanager
 async def maintained(
     conn: AsyncConnection,
@@ -316,38 +387,11 @@ async def maintained(
     traces_of: Iterable[tuple[str, str]] = (),
     feedback_of: Iterable[tuple[str, str]] = (),
 ) -> AsyncIterator[None]:
-    """Keep roll-ups current across the write in the block: (org, trace id) pairs it touches,
-    and (org, feedback id) pairs whose current trace it may move votes away from.
-
-    One write may hold several organisations' rows (a group commit); orgs are taken in order,
-    so two writers never wait on each other's locks in opposite orders.
-    """
-    trace_ids: dict[str, set[str]] = defaultdict(set)
-    feedback_ids: dict[str, set[str]] = defaultdict(set)
-    for org_id, trace_id in traces_of:
-        trace_ids[org_id].add(trace_id)
-    for org_id, feedback_id in feedback_of:
-        feedback_ids[org_id].add(feedback_id)
-    touched: dict[str, str] = {}
-    await conn.execute(_CREATE_DELTA)
-    for org_id in sorted(trace_ids.keys() | feedback_ids.keys()):
-        if conn.dialect.name == "postgresql":
-            # One writer per org at a time keeps before and after images consistent.
-            await conn.execute(select(_advisory_lock(org_id)))
-        ids = trace_ids[org_id]
-        if feedback_ids[org_id]:
-            found = await conn.execute(
-                _TRACES_OF_FEEDBACK,
-                {"org_id": org_id, "feedback_ids": json.dumps(sorted(feedback_ids[org_id]))},
-            )
-            ids.update(found.scalars())
-        touched[org_id] = json.dumps(sorted(ids))
-        await conn.execute(_record(-1, True), {"org_id": org_id, "trace_ids": touched[org_id]})
+    """Keep roll-ups current across the write in the block (see ``Maintenance.retract``)."""
+    maintenance = Maintenance(conn)
+    await maintenance.retract(traces_of=traces_of, feedback_of=feedback_of)
     yield
-    for org_id, ids_json in touched.items():
-        await conn.execute(_record(1, True), {"org_id": org_id, "trace_ids": ids_json})
-    await conn.execute(_apply(conn.dialect.name))
-    await conn.execute(_CLEAR_DELTA)
+    await maintenance.finish()
 
 
 def _advisory_lock(org_id: str) -> Any:

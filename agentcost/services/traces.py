@@ -199,8 +199,8 @@ def _call_insert(dialect: str) -> Any:
 
 
 @dataclass(slots=True)
-class _Ingestion:
-    """One ingest call's events, keyed by call; what the group commit stores for it."""
+class Ingestion:
+    """One ingest call's events (or one chunk of an import's), keyed by call."""
 
     org_id: str
     now: datetime
@@ -211,28 +211,44 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
     """Store the events all-or-nothing; the answer comes after the commit."""
     if not events:
         raise InvalidInput.single("events", "must hold at least one event")
-    now = utcnow()
+    ingestion = prepare(org_id, events, utcnow())
+    accepted = await db.write_grouped(_store, ingestion)
+    return IngestResult(
+        accepted=accepted,
+        duplicates=len(events) - accepted,
+        trace_ids=list(dict.fromkeys(key[0] for key in ingestion.rows)),
+        call_ids=[key[1] for key in ingestion.rows],
+    )
+
+
+def prepare(org_id: str, events: Sequence[TraceEvent], now: datetime) -> Ingestion:
+    """The call rows to store, priced; call ids the client left out are made here."""
     rows: dict[tuple[str, str], _CallRow] = {}
     fresh = iter(random_uuids(sum(event.call_id is None for event in events)))
     for event in events:
         call_id = event.call_id or next(fresh).replace("-", "")
         row = _call_row(org_id, event, call_id, now)
         rows.setdefault(row.key, row)  # the same call twice in one batch is one call
-    accepted = await db.write_grouped(_store, _Ingestion(org_id, now, rows))
-    return IngestResult(
-        accepted=accepted,
-        duplicates=len(events) - accepted,
-        trace_ids=list(dict.fromkeys(key[0] for key in rows)),
-        call_ids=[key[1] for key in rows],
-    )
+    return Ingestion(org_id, now, rows)
 
 
-async def _store(conn: AsyncConnection, ingestions: Sequence[_Ingestion]) -> list[int]:
-    """Insert the calls of several ingest calls (a group commit) and roll each trace up once;
-    each ingestion gets the number of its calls that were new.
+async def _store(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[int]:
+    """Store several ingest calls' calls (a group commit), roll-ups kept current."""
+    async with rollups.maintained(conn, traces_of=touches(ingestions)):
+        return await write(conn, ingestions)
 
-    A call sent by two ingestions of the group belongs to the earlier one, as if they had
-    arrived one after the other; the later one counts it as a duplicate.
+
+def touches(ingestions: Sequence[Ingestion]) -> list[tuple[str, str]]:
+    """The (org, trace) pairs whose roll-ups the ingestions' writes may change."""
+    return [(i.org_id, trace_id) for i in ingestions for trace_id, _ in i.rows]
+
+
+async def write(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[int]:
+    """Insert the calls of several ingestions and roll each trace up once; each ingestion gets
+    the number of its calls that were new. The caller keeps the quality roll-ups current.
+
+    A call sent by two ingestions belongs to the earlier one, as if they had arrived one after
+    the other; the later one counts it as a duplicate.
     """
     owner: dict[tuple[str, str, str], int] = {}
     for index, ingestion in enumerate(ingestions):
@@ -244,19 +260,6 @@ async def _store(conn: AsyncConnection, ingestions: Sequence[_Ingestion]) -> lis
         for key, row in ingestion.rows.items()
         if owner[(ingestion.org_id, *key)] == index
     ]
-    async with rollups.maintained(
-        conn,
-        traces_of=[(v["org_id"], v["trace_id"]) for v in values],
-    ):
-        return await _store_calls(conn, ingestions, owner, values)
-
-
-async def _store_calls(
-    conn: AsyncConnection,
-    ingestions: Sequence[_Ingestion],
-    owner: dict[tuple[str, str, str], int],
-    values: list[dict[str, Any]],
-) -> list[int]:
     dialect = conn.dialect.name
     returned = (await conn.execute(_call_insert(dialect), values)).all()
     inserted = {(org_id, trace_id, call_id) for org_id, trace_id, call_id in returned}
