@@ -230,7 +230,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _check_call_time(value: datetime) -> datetime:
-    # Roll-ups bucket trace time in whole hours since the epoch; nothing real happened before.
+    # Roll-ups bucket trace time in whole minutes since the epoch; nothing real happened before.
     if as_utc(value) < _EPOCH:
         raise ValueError("must not be before 1970-01-01T00:00:00Z")
     return value
@@ -602,8 +602,9 @@ class FeedbackToken(BaseModel):
 
 
 class QualityRollup(SQLModel, table=True):
-    """Vote and cost sums per group and hour of trace time, kept current by every write, so
-    analytics cost grows with the number of groups, not of rows (see services/rollups.py)."""
+    """Vote and cost sums per group and ten minutes, hour or day of trace time (and in all),
+    kept current by every write, so analytics cost grows with the number of groups, not of
+    rows (see services/rollups.py)."""
 
     __tablename__ = "quality_rollups"
 

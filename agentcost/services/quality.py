@@ -29,9 +29,9 @@ from agentcost.services.attribution import attributed_cost, attributed_model, jo
 from agentcost.services.filters import AnalyticsFilter, analytics_conditions, trace_window
 from agentcost.services.rollups import (
     ALL_SOURCES,
+    BUCKET_SECONDS,
     COUNT_FIELDS,
-    DAILY,
-    HOURLY,
+    LEVELS,
     NO_VERSION,
     TOTAL,
     Counts,
@@ -200,13 +200,12 @@ async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> Fee
 
 
 # ---------------------------------------------------------------------------------------------
-# Where the sums come from: roll-ups for whole hours of trace time, the scan path for the
-# partial hours at a window's edges and for filters roll-ups do not key (user, tag).
+# Where the sums come from: roll-ups for whole buckets of trace time, the scan path for the
+# partial ten minutes at a window's edges and for filters roll-ups do not key (user, tag).
 
 GroupKey = tuple[str, int]
 Range = tuple[str, int | None, int | None]  # roll-up level, bucket range [low, high)
 Window = tuple[datetime | None, datetime | None]  # of trace time, [since, until)
-_HOUR = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,36 +461,46 @@ def _plan(filters: AnalyticsFilter) -> tuple[list[Range], list[Window]]:
     """Which roll-up rows and which scans make up [since, until) exactly.
 
     Without a window the totals level answers alone (feedback on unknown traces included).
-    With one, whole days come from the day level, the remaining whole hours from the hour level,
-    and the partial hours at the edges from the scan path; every bucket then is >= 0, which
-    leaves out feedback whose trace (and so whose time) is unknown.
+    With one, the whole finest buckets inside it come from the roll-ups (as whole days, and
+    the hours and ten minutes left at either end) and the partial buckets at its edges from the
+    scan path; every bucket then is >= 0, which leaves out feedback whose trace (and so whose
+    time) is unknown.
     """
     since, until = filters.since, filters.until
     if since is None and until is None:
         return [(TOTAL, None, None)], []
-    low = 0 if since is None else max(0, math.ceil(since.timestamp() / _HOUR))
-    high = None if until is None else math.floor(until.timestamp() / _HOUR)
+    low = 0 if since is None else max(0, math.ceil(since.timestamp() / BUCKET_SECONDS))
+    high = None if until is None else math.floor(until.timestamp() / BUCKET_SECONDS)
     if high is not None and low >= high:
         return [], [(since, until)]
     edges: list[Window] = []
-    if since is not None and since < _hour(low):
-        edges.append((since, _hour(low)))
-    if until is not None and high is not None and _hour(high) < until:
-        edges.append((_hour(high), until))
-    day_low = -(-low // 24)
-    day_high = None if high is None else high // 24
-    if day_high is not None and day_low >= day_high:
-        return [(HOURLY, low, high)], edges
-    ranges: list[Range] = [(DAILY, day_low, day_high)]
-    if low < day_low * 24:
-        ranges.append((HOURLY, low, day_low * 24))
-    if high is not None and day_high is not None and day_high * 24 < high:
-        ranges.append((HOURLY, day_high * 24, high))
-    return ranges, edges
+    if since is not None and since < _moment(low):
+        edges.append((since, _moment(low)))
+    if until is not None and high is not None and _moment(high) < until:
+        edges.append((_moment(high), until))
+    return _split(low, high, LEVELS), edges
 
 
-def _hour(bucket: int) -> datetime:
-    return datetime.fromtimestamp(bucket * _HOUR, tz=UTC)
+def _split(low: int, high: int | None, levels: Sequence[tuple[str, int]]) -> list[Range]:
+    """Finest buckets [low, high) as the fewest roll-up ranges: the whole buckets of the
+    coarsest level that has any, then the rest at either end from the finer levels."""
+    if high is not None and low >= high:
+        return []
+    (level, width), finer = levels[0], levels[1:]
+    first = -(-low // width)
+    last = None if high is None else high // width
+    if last is not None and first >= last:
+        return _split(low, high, finer)
+    ranges: list[Range] = [(level, first, last)]
+    if finer:
+        ranges += _split(low, first * width, finer)
+        if last is not None:
+            ranges += _split(last * width, high, finer)
+    return ranges
+
+
+def _moment(bucket: int) -> datetime:
+    return datetime.fromtimestamp(bucket * BUCKET_SECONDS, tz=UTC)
 
 
 async def trace_scores(

@@ -9,8 +9,9 @@ per-trace rules of the scan path in ``quality.py`` (subjects counted once, call-
 the call's model, unknown traces only in the summary), so the two agree, and the database does
 the work: a batch of thousands of votes costs a few statements, not a Python loop per key.
 
-Rows are keyed by dimension (``all``, ``model``, ``prompt``), source (``*`` for all sources),
-group key, project and hour bucket of the trace's start; feedback whose trace has not arrived
+Rows are keyed by dimension (``all``, ``model``, ``prompt``) and level, source (``*`` for all
+sources), group key, project and bucket of the trace's start: ten minutes, an hour or a day of
+trace time, or all time (see ``LEVELS``); feedback whose trace has not arrived
 sits in ``all`` with project ``''`` and bucket ``-1``. Costs are summed as integer nanodollars,
 so adding and retracting the same trace leaves no floating-point residue.
 """
@@ -45,13 +46,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
 
 from agentcost.models import QualityRollup
-from agentcost.services.sql import calls, feedback, hour_bucket_of, in_json_list, insert_for, traces
+from agentcost.services.sql import calls, epoch_seconds, feedback, in_json_list, insert_for, traces
 
 rollups: Table = QualityRollup.__table__  # type: ignore[attr-defined]
 
 ALL_SOURCES = "*"
-# Levels, as suffixes of the dimension: per hour and per day of trace time, and all time.
-HOURLY, DAILY, TOTAL = "", ":d", ":t"
+# Levels, as suffixes of the dimension: per ten minutes, hour and day of trace time, and all time.
+TEN_MINUTES, HOURLY, DAILY, TOTAL = ":m", "", ":d", ":t"
+BUCKET_SECONDS = 600  # the finest level's bucket
+# Each timed level with its bucket in finest buckets, coarsest first. A window reads whole days
+# from the day level and the hours and ten minutes left at its ends from the finer ones, so at
+# most twenty minutes of traces at its two edges are left for the scan path.
+LEVELS = ((DAILY, 144), (HOURLY, 6), (TEN_MINUTES, 1))
 NO_PROJECT = ""
 NO_BUCKET = -1
 NO_VERSION = -1
@@ -93,7 +99,7 @@ class Counts:
 COUNT_FIELDS = [f.name for f in fields(Counts)]
 _KEY_COLUMNS = ("dim", "source", "key1", "key2", "project", "bucket")
 
-# Per connection and transaction: the hourly rows of one write's before (-) and after (+) images.
+# Per connection and transaction: the finest rows of one write's before (-) and after (+) images.
 _delta = Table(
     "agentcost_rollup_delta",
     MetaData(),
@@ -124,7 +130,7 @@ _TRACE_IDS = bindparam("trace_ids", type_=Text)  # a JSON array of trace ids
 
 @cache
 def _record(sign: int, some: bool) -> Any:
-    """Adds to the delta table the hourly rows of the voted traces of ``:org_id`` (those in
+    """Adds to the delta table the finest-level rows of the voted traces of ``:org_id`` (those in
     ``:trace_ids`` when ``some``, else all of them), each multiplied by ``sign``, with the
     per-trace rules of ``quality._subjects``; built once per variant, as it costs to build."""
     org_id = _ORG
@@ -186,7 +192,9 @@ def _record(sign: int, some: bool) -> Any:
             key1.label("key1"),
             key2.label("key2"),
             func.coalesce(traces.c.project, NO_PROJECT).label("project"),
-            func.coalesce(hour_bucket_of(traces.c.started_at), NO_BUCKET).label("bucket"),
+            func.coalesce(epoch_seconds(traces.c.started_at) // BUCKET_SECONDS, NO_BUCKET).label(
+                "bucket"
+            ),
             (sign * s.c.n).label("total"),
             (sign * s.c.pos).label("positive"),
             (sign * s.c.neg).label("negative"),
@@ -237,26 +245,40 @@ def _sum(column: Any, *, wide: bool) -> Any:
 def _apply(dialect: str) -> Any:
     """Net delta per key at every level, upserted; built once (ON CONFLICT costs to build).
 
-    The levels cascade: hours are summed from the delta's rows, days from the hours and the
-    totals from the days, so each sort sees the rows of the level below, already folded, rather
-    than every delta row three times (a rebuild's delta holds several rows per voted trace).
-    Feedback whose trace is unknown has no time: it is only in the totals (bucket -1), which no
-    time window reads.
+    The levels cascade: the finest buckets are summed from the delta's rows, each coarser level
+    from the one below and the totals from the days, so each sort sees the rows of the level
+    below, already folded, rather than every delta row once per level (a rebuild's delta holds
+    several rows per voted trace). Feedback whose trace is unknown has no time: it is only in
+    the totals (bucket -1), which no time window reads.
     """
-    hours = _fold(_delta, lambda c: c.dim, lambda c: c.bucket).cte("hours")
-    timed = hours.c.bucket >= 0
-    days = _fold(hours, lambda c: c.dim, lambda c: c.bucket // 24, where=timed).cte("days")
-    levels = union_all(
-        select(*_level_columns(hours, hours.c.dim + HOURLY, hours.c.bucket)).where(
-            timed, _nonzero(hours.c)
-        ),
-        _fold(days, lambda c: c.dim + DAILY, lambda c: c.bucket).having(_nonzero(_sums(days))),
+    finest = _fold(_delta, lambda c: c.dim, lambda c: c.bucket).cte("finest")
+    parts = [
+        select(*_level_columns(finest, finest.c.dim + TEN_MINUTES, finest.c.bucket)).where(
+            finest.c.bucket >= 0, _nonzero(finest.c)
+        )
+    ]
+    below, below_width = finest, 1
+    for level, width in reversed(LEVELS[:-1]):  # hours from ten minutes, days from hours
+        factor = width // below_width
+        folded = _fold(
+            below, lambda c: c.dim, lambda c, f=factor: c.bucket // f, where=below.c.bucket >= 0
+        ).cte(f"level{width}")
+        parts.append(
+            select(*_level_columns(folded, folded.c.dim + level, folded.c.bucket)).where(
+                _nonzero(folded.c)
+            )
+        )
+        below, below_width = folded, width
+    untimed = select(finest).where(finest.c.bucket < 0)
+    totals = union_all(select(below), untimed).subquery("totals")
+    parts.append(
         _fold(
-            hours,
+            totals,
             lambda c: c.dim + TOTAL,
             lambda c: case((c.bucket >= 0, 0), else_=NO_BUCKET),
-        ).having(_nonzero(_sums(hours))),
-    ).subquery("levels")
+        ).having(_nonzero(_sums(totals)))
+    )
+    levels = union_all(*parts).subquery("levels")
     keys = [levels.c.org_id, *(levels.c[name] for name in _KEY_COLUMNS)]
     ordered = select(levels).order_by(*keys)
     stmt = insert_for(dialect, rollups).from_select(

@@ -100,19 +100,19 @@ def _in_json_list_pg(element: in_json_list, compiler: Any, **kw: Any) -> str:
     )
 
 
-class hour_bucket_of(FunctionElement[int]):
-    """Whole hours since the Unix epoch of a timestamp (trace times are never before it)."""
+class epoch_seconds(FunctionElement[int]):
+    """Whole seconds since the Unix epoch of a timestamp (trace times are never before it)."""
 
     type = BigInteger()
     inherit_cache = True
 
 
-@compiles(hour_bucket_of, "sqlite")
-def _hour_bucket_sqlite(element: hour_bucket_of, compiler: Any, **kw: Any) -> str:
-    return f"(CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER) / 3600)"
+@compiles(epoch_seconds, "sqlite")
+def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
+    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
 
 
-@compiles(hour_bucket_of, "postgresql")
-def _hour_bucket_pg(element: hour_bucket_of, compiler: Any, **kw: Any) -> str:
+@compiles(epoch_seconds, "postgresql")
+def _epoch_seconds_pg(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
     moment = compiler.process(element.clauses, **kw)
-    return f"CAST(floor(extract(epoch FROM {moment}) / 3600) AS BIGINT)"
+    return f"CAST(floor(extract(epoch FROM {moment})) AS BIGINT)"

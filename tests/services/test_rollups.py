@@ -165,7 +165,8 @@ async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
     ]
     await feedback.submit(db, org_id=org, items=votes)
     midnight = 15 * 60  # T0 is 09:00 UTC
-    offsets = [None, -5, 0, 1, 59, 61, 185, midnight - 1, midnight, midnight + 30]
+    offsets = [None, -5, 0, 1, 10, 20, 59, 61, 130, 185, midnight - 10, midnight - 1, midnight]
+    offsets += [midnight + 30, midnight + 70]
     offsets += [midnight + 24 * 60, midnight + 24 * 60 + 61, midnight + 48 * 60 + 5, 72 * 60]
     checked = 0
     async with db.read() as conn:
@@ -180,4 +181,32 @@ async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
                 scanned = await quality._scan(conn, org, "model", filters, None)
                 assert from_rollups == scanned, (since, until)
                 checked += bool(scanned)
-    assert checked > 80
+    assert checked > 150
+
+
+def test_a_window_reads_whole_buckets_and_scans_only_its_partial_ten_minutes() -> None:
+    since = datetime(2025, 6, 1, 9, 7, 30, tzinfo=UTC)
+    until = datetime(2025, 6, 3, 11, 23, tzinfo=UTC)
+    ranges, edges = quality._plan(AnalyticsFilter(since=since, until=until))
+    assert edges == [
+        (since, datetime(2025, 6, 1, 9, 10, tzinfo=UTC)),
+        (datetime(2025, 6, 3, 11, 20, tzinfo=UTC), until),
+    ]
+    seconds = {rollups.DAILY: 86_400, rollups.HOURLY: 3_600, rollups.TEN_MINUTES: 600}
+    spans = sorted(
+        (datetime.fromtimestamp(low * seconds[level], UTC), level)
+        for level, low, _ in ranges
+        if low is not None
+    )
+    assert spans == [
+        (datetime(2025, 6, 1, 9, 10, tzinfo=UTC), rollups.TEN_MINUTES),
+        (datetime(2025, 6, 1, 10, tzinfo=UTC), rollups.HOURLY),
+        (datetime(2025, 6, 2, tzinfo=UTC), rollups.DAILY),
+        (datetime(2025, 6, 3, tzinfo=UTC), rollups.HOURLY),
+        (datetime(2025, 6, 3, 11, tzinfo=UTC), rollups.TEN_MINUTES),
+    ]
+    ends = sorted(
+        datetime.fromtimestamp(high * seconds[level], UTC) for level, _, high in ranges if high
+    )
+    # Each range ends where the next one starts, and the last where the second edge begins.
+    assert ends == [start for start, _ in spans[1:]] + [datetime(2025, 6, 3, 11, 20, tzinfo=UTC)]
