@@ -141,7 +141,7 @@ def generation_figure(run: ScaleRun, kept: KeptDataset) -> None:
     limit = 120.0 * made.traces / 1_000_000
     when = f"kept from {kept.generated_at}" if kept.reused else "this run"
     run.add(
-        "data generation (services, batches)",
+        "data generation (bulk import)",
         f"{made.seconds:,.1f} s, {rows / made.seconds:,.0f} rows/s ({rows:,} rows; {when})",
         f"≤ 120 s at 1M/2M (≤ {limit:,.1f} s here)",
         made.seconds <= limit,
