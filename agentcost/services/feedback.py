@@ -39,13 +39,21 @@ class Submission:
     org_id: str
     rows: list[dict[str, Any]]
     named: list[str]  # the ids the client sent: only these can replace stored feedback
+    # Ids whose row carries a date the client gave (imports only): replacing a stored vote
+    # replaces its date too, where otherwise a replaced vote keeps the date it was first given.
+    dated: frozenset[str] = frozenset()
 
 
 def prepare(org_id: str, items: Sequence[FeedbackCreate], now: datetime) -> Submission:
     """The rows to store; feedback ids the client left out are made here."""
     fresh = iter(random_uuids(sum(item.id is None for item in items)))
     rows = [_row(org_id, item, item.id or next(fresh), now) for item in items]
-    return Submission(org_id, rows, [item.id for item in items if item.id is not None])
+    dated = frozenset(
+        item.id
+        for item in items
+        if isinstance(item, FeedbackImport) and item.created_at is not None and item.id
+    )
+    return Submission(org_id, rows, [item.id for item in items if item.id is not None], dated)
 
 
 def _row(org_id: str, item: FeedbackCreate, feedback_id: str, now: datetime) -> dict[str, Any]:
@@ -89,12 +97,14 @@ async def submit(
 
 
 @cache
-def _upsert(dialect: str) -> Any:
-    """Built once per dialect: building ON CONFLICT clauses costs more than running them."""
+def _upsert(dialect: str, *, dated: bool) -> Any:
+    """Built once per dialect and kind: building ON CONFLICT clauses costs more than running
+    them. ``dated`` rows replace the stored date as well."""
     stmt = insert_for(dialect, feedback)
+    replaced = (*_REPLACED, "updated_at", *(("created_at",) if dated else ()))
     return stmt.on_conflict_do_update(
         index_elements=[feedback.c.org_id, feedback.c.id],
-        set_={name: stmt.excluded[name] for name in (*_REPLACED, "updated_at")},
+        set_={name: stmt.excluded[name] for name in replaced},
     ).returning(feedback.c.id, feedback.c.created_at)
 
 
@@ -123,17 +133,25 @@ async def write(conn: AsyncConnection, submissions: Sequence[Submission]) -> lis
     """
     rounds: list[list[dict[str, Any]]] = []
     seen: dict[str, int] = {}
+    dated: set[int] = set()
     for submission in submissions:
         for row in submission.rows:
             index = seen[row["id"]] = seen.get(row["id"], -1) + 1
             if index == len(rounds):
                 rounds.append([])
             rounds[index].append(row)
+            if row["id"] in submission.dated:
+                dated.add(id(row))
     created: dict[int, datetime] = {}
     for batch in rounds:
-        returned = dict((await conn.execute(_upsert(conn.dialect.name), batch)).all())
-        for row in batch:
-            created[id(row)] = returned[row["id"]]
+        for kind in (False, True):
+            rows = [row for row in batch if (id(row) in dated) is kind]
+            if not rows:
+                continue
+            upsert = _upsert(conn.dialect.name, dated=kind)
+            returned = dict((await conn.execute(upsert, rows)).all())
+            for row in rows:
+                created[id(row)] = returned[row["id"]]
     return [[created[id(row)] for row in s.rows] for s in submissions]
 
 

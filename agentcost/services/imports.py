@@ -9,24 +9,35 @@ once, at the end (``rollups.Maintenance``).
 
 It is one transaction: readers see the whole import or none of it, and an input error anywhere
 (raised by the iterables, e.g. a bad line of a file) leaves nothing behind. Other writes wait
-for it meanwhile: all of them on SQLite (one writer), those of the same organisation on
-PostgreSQL (its roll-up lock).
+for it meanwhile: all of them on SQLite (one writer; a writer in another process, such as the
+server, gives up after its busy timeout), those of the same organisation on PostgreSQL (its
+roll-up lock).
+
+On PostgreSQL the import refreshes the planner's statistics of the tables it fills each time
+they have doubled: planned with the sizes from before the import, the roll-up images scan whole
+tables for each chunk (measured: the final image of 20,000 traces took 37 s instead of 1.8 s,
+and each chunk's retraction grew with the tables, quadratic in all).
 """
 
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from typing import TypeVar
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from agentcost.db import Database
 from agentcost.errors import InvalidInput
 from agentcost.models import FeedbackImport, ImportResult, TraceEvent, utcnow
 from agentcost.services import feedback as feedback_service
-from agentcost.services import rollups
+from agentcost.services import rollups, sql
 from agentcost.services import traces as traces_service
 
 T = TypeVar("T")
 
 CHUNK = 5_000
+_FIRST_STATISTICS = 10_000  # rows written before the first ANALYZE; then each time they double
+_ANALYZE = text(f"ANALYZE {sql.traces.name}, {sql.calls.name}, {sql.feedback.name}")
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[Sequence[T]]:
@@ -52,18 +63,48 @@ async def import_history(
     now = utcnow()
     async with db.write() as conn:
         maintenance = rollups.Maintenance(conn)
+        statistics = _Statistics(conn)
         for chunk in _chunks(events, chunk_size):
             ingestion = traces_service.prepare(org_id, chunk, now)
             await maintenance.retract(traces_of=traces_service.touches([ingestion]))
             [accepted] = await traces_service.write(conn, [ingestion])
             calls += accepted
             duplicates += len(chunk) - accepted
+            await statistics.written(len(chunk))
         for chunk in _chunks(feedback, chunk_size):
             submission = feedback_service.prepare(org_id, chunk, now)
             await maintenance.retract(**feedback_service.touches([submission]))
             await feedback_service.write(conn, [submission])
             stored_feedback += len(chunk)
+            await statistics.written(len(chunk))
         if not calls + duplicates + stored_feedback:
             raise InvalidInput.single("import", "holds no trace events and no feedback")
+        await statistics.refresh()
         await maintenance.finish()
     return ImportResult(calls=calls, duplicate_calls=duplicates, feedback=stored_feedback)
+
+
+class _Statistics:
+    """PostgreSQL's planner statistics kept in step with a growing import (see the module)."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.enabled = conn.dialect.name == "postgresql"
+        self.written_rows = 0
+        self.analyzed_rows = 0
+        self.next_at = _FIRST_STATISTICS
+
+    @property
+    def pending(self) -> int:
+        return self.written_rows - self.analyzed_rows
+
+    async def written(self, rows: int) -> None:
+        self.written_rows += rows
+        if self.written_rows >= self.next_at:
+            self.next_at = 2 * self.written_rows
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        if self.enabled and self.pending:
+            await self.conn.execute(_ANALYZE)
+        self.analyzed_rows = self.written_rows

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from agentcost.db import Database
 from agentcost.errors import FieldError, InvalidInput
 from agentcost.models import FeedbackCreate, FeedbackImport, TraceEvent
-from agentcost.services import feedback, rollups, traces
+from agentcost.services import feedback, imports, rollups, traces
 from agentcost.services.filters import FeedbackFilter
 from agentcost.services.imports import import_history
 from agentcost.services.sql import calls
@@ -155,6 +155,35 @@ async def test_feedback_keeps_the_date_it_was_given(db: Database) -> None:
     assert [item.id for item in page] == ["undated", "dated"]
 
 
+async def test_a_line_that_replaces_a_vote_replaces_its_date_when_it_gives_one(
+    db: Database,
+) -> None:
+    org = f"o-{uuid.uuid4().hex[:8]}"
+    first, later, earlier = (datetime(2024, month, 1, tzinfo=UTC) for month in (1, 6, 3))
+
+    async def imported(*lines: FeedbackImport) -> tuple[int, datetime]:
+        await import_history(db, org_id=org, feedback=lines)
+        stored = await feedback.get(db, org_id=org, feedback_id="v")
+        return stored.score, stored.created_at
+
+    # Within one import the later line wins, date included.
+    assert await imported(
+        FeedbackImport(id="v", trace_id="t1", score=1, created_at=first),
+        FeedbackImport(id="v", trace_id="t1", score=-1, created_at=later),
+    ) == (-1, later)
+    # A later import may move the date back; a line without a date keeps the stored one, as a
+    # submission through the API does.
+    assert await imported(FeedbackImport(id="v", trace_id="t1", score=0, created_at=earlier)) == (
+        0,
+        earlier,
+    )
+    assert await imported(FeedbackImport(id="v", trace_id="t1", score=1)) == (1, earlier)
+    [(item, new)] = await feedback.submit(
+        db, org_id=org, items=[FeedbackCreate(id="v", trace_id="t1", score=-1)]
+    )
+    assert (new, item.created_at) == (False, earlier)
+
+
 async def test_a_failure_midway_leaves_nothing(db: Database) -> None:
     org = f"o-{uuid.uuid4().hex[:8]}"
     await traces.ingest(db, org_id=org, events=[TraceEvent(trace_id="kept", model="m", cost=1.0)])
@@ -175,6 +204,31 @@ async def test_a_failure_midway_leaves_nothing(db: Database) -> None:
             chunk_size=3,
         )
     assert await snapshot(db, org) == stored
+
+
+async def test_postgresql_statistics_are_refreshed_each_time_the_import_doubles(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshed: list[int] = []
+    refresh = imports._Statistics.refresh
+
+    async def recorded(self: imports._Statistics) -> None:
+        if self.enabled and self.pending:
+            refreshed.append(self.pending)
+        await refresh(self)
+
+    monkeypatch.setattr(imports._Statistics, "refresh", recorded)
+    monkeypatch.setattr(imports, "_FIRST_STATISTICS", 2)
+    result = await import_history(
+        db,
+        org_id=f"o-{uuid.uuid4().hex[:8]}",
+        events=[TraceEvent(trace_id=f"t{i}", model="m", cost=0.5) for i in range(9)],
+        feedback=[FeedbackImport(trace_id="t0", score=1) for _ in range(4)],
+        chunk_size=1,
+    )
+    assert (result.calls, result.feedback) == (9, 4)
+    # After 2 rows, 2 more (4 in all), 4 more (8), then the rest before the roll-ups are added.
+    assert refreshed == ([2, 2, 4, 5] if db.dialect == "postgresql" else [])
 
 
 async def test_an_empty_import_is_refused(db: Database) -> None:
