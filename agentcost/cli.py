@@ -1,6 +1,7 @@
 """`agentcost serve | migrate | demo | import | export-openapi | export-schema | keys`."""
 
 import asyncio
+import codecs
 import ipaddress
 import json
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -183,6 +184,8 @@ def _lines(path: Path | None, model: type[M]) -> Iterator[M]:
         return
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
+            if number == 1:  # editors on Windows may start a UTF-8 file with a byte-order mark
+                line = line.removeprefix(codecs.BOM_UTF8)
             if not line.strip():
                 continue
             try:

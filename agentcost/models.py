@@ -226,12 +226,12 @@ def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
 
 Metadata = Annotated[dict[str, Any] | None, AfterValidator(_check_metadata)]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _check_call_time(value: datetime) -> datetime:
-    # Roll-ups bucket trace time in whole minutes since the epoch; nothing real happened before.
-    if as_utc(value) < _EPOCH:
+    # Roll-ups bucket trace time in ten-minute steps from the epoch; nothing real happened before.
+    if as_utc(value) < EPOCH:
         raise ValueError("must not be before 1970-01-01T00:00:00Z")
     return value
 

@@ -309,6 +309,8 @@ QUERY_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("/api/feedback/quality/model/gpt-4.1", {"bogus": 1}, "bogus", "unknown field"),
     ("/api/feedback/quality/prompt/bot", {"version": 1}, "version", "unknown field"),
     ("/api/feedback/quality/prompt/bot", {"since": "x"}, "since", "datetime"),
+    ("/api/feedback/summary", {"since": "9999-12-31T23:55:00Z"}, "since", "before 9999-12-31"),
+    ("/api/feedback", {"until": "9999-12-31T00:00:00Z"}, "until", "before 9999-12-31"),
 ]
 WINDOW_ROUTES = [
     "/api/feedback",

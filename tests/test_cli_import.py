@@ -1,6 +1,7 @@
 """`agentcost import`: JSON Lines history in, all of it or, on a bad line, none of it."""
 
 import asyncio
+import codecs
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,7 +69,7 @@ def test_import_stores_every_line(env: str, tmp_path: Path) -> None:
         tmp_path,
         {"id": "f1", "trace_id": "t1", "score": 1, "created_at": given_at},
         "\n",  # blank lines are skipped
-        {"trace_id": "t1", "score": -1, "tags": ["too-long"]},
+        {"trace_id": "t1", "score": -1, "tags": ["backfill"]},
     )
     assert result.exit_code == 0, result.output
     assert "imported 2 calls (0 already stored) and 2 feedback items into org default" in (
@@ -96,6 +97,14 @@ def test_import_stores_every_line(env: str, tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert "imported 0 calls (2 already stored)" in again.output
     assert counts(env) == {"traces": 1, "calls": 2, "feedback": 2}
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(env: str, tmp_path: Path) -> None:
+    path = tmp_path / "traces.jsonl"
+    path.write_bytes(codecs.BOM_UTF8 + "".join(json.dumps(e) + "\n" for e in EVENTS).encode())
+    result = CliRunner().invoke(app, ["import", "--traces", str(path)])
+    assert result.exit_code == 0, result.output
+    assert counts(env) == {"traces": 1, "calls": 2, "feedback": 0}
 
 
 @pytest.mark.parametrize(

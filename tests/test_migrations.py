@@ -12,14 +12,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Row, make_url
 from sqlmodel import SQLModel
 
 import agentcost.models  # noqa: F401  (the tables)
 from agentcost.app import create_app
 from agentcost.db import Database
 from agentcost.migrate import alembic_config, upgrade
-from agentcost.services import sql, traces
+from agentcost.models import FeedbackCreate, TraceEvent
+from agentcost.services import feedback, rollups, sql, traces
 from agentcost.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -220,3 +221,37 @@ async def test_upgrade_from_0001_keeps_traces_and_backfills_the_primary_call_tim
         assert primary_at == t1
     finally:
         await db.dispose()
+
+
+async def test_the_ten_minute_level_goes_down_alone_and_comes_back_recomputed(
+    private_database_url: str,
+) -> None:
+    db = Database(private_database_url)
+    try:
+        await upgrade(db)
+        t0 = datetime(2025, 1, 1, 10, 7, tzinfo=UTC)
+        await traces.ingest(
+            db,
+            org_id="o",
+            events=[
+                TraceEvent(trace_id=f"t{i}", model="m", cost=0.5, timestamp=t0 + timedelta(hours=i))
+                for i in range(3)
+            ],
+        )
+        await feedback.submit(
+            db, org_id="o", items=[FeedbackCreate(trace_id=f"t{i}", score=1) for i in range(3)]
+        )
+        at_head = await rollup_rows(db)
+        ten_minutes = {row for row in at_head if row.dim.endswith(rollups.TEN_MINUTES)}
+        assert ten_minutes and at_head - ten_minutes
+        await downgrade_to(db, "0004")
+        assert await rollup_rows(db) == at_head - ten_minutes
+        await upgrade(db)
+        assert await rollup_rows(db) == at_head
+    finally:
+        await db.dispose()
+
+
+async def rollup_rows(db: Database) -> set[Row[Any]]:
+    async with db.read() as conn:
+        return set(await conn.execute(select(rollups.rollups)))

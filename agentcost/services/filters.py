@@ -5,6 +5,7 @@ source, user and tag are feedback attributes. Analytics windows select traces by
 time, listings of feedback by the feedback's ``created_at``.
 """
 
+from datetime import UTC as UTC_ZONE
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -22,7 +23,19 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from agentcost.models import FeedbackSource, Identifier, Name, Tag, as_utc
 from agentcost.services.sql import feedback, json_array_contains, traces
 
-UTC = Annotated[datetime, AfterValidator(as_utc)]
+LATEST = datetime(9999, 12, 31, tzinfo=UTC_ZONE)
+
+
+def _bounded(value: datetime) -> datetime:
+    # Windows are cut at whole ten-minute buckets, and the bucket after the last day of year
+    # 9999 is not a datetime: a clear refusal instead of an overflow.
+    value = as_utc(value)
+    if value >= LATEST:
+        raise ValueError("must be before 9999-12-31T00:00:00Z")
+    return value
+
+
+UTC = Annotated[datetime, AfterValidator(_bounded)]
 
 
 class _Filter(BaseModel):

@@ -9,7 +9,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy import Integer, bindparam, exists, func, literal, or_, select, u
 from agentcost.db import Database
 from agentcost.errors import NotFound
 from agentcost.models import (
+    EPOCH,
     FeedbackSource,
     FeedbackSummary,
     ModelQuality,
@@ -469,8 +470,9 @@ def _plan(filters: AnalyticsFilter) -> tuple[list[Range], list[Window]]:
     since, until = filters.since, filters.until
     if since is None and until is None:
         return [(TOTAL, None, None)], []
-    low = 0 if since is None else max(0, math.ceil(since.timestamp() / BUCKET_SECONDS))
-    high = None if until is None else math.floor(until.timestamp() / BUCKET_SECONDS)
+    # Whole microseconds, not float seconds: a float loses the microsecond past year 5000.
+    low = 0 if since is None else max(0, -((EPOCH - since) // _BUCKET))
+    high = None if until is None else (until - EPOCH) // _BUCKET
     if high is not None and low >= high:
         return [], [(since, until)]
     edges: list[Window] = []
@@ -499,8 +501,11 @@ def _split(low: int, high: int | None, levels: Sequence[tuple[str, int]]) -> lis
     return ranges
 
 
+_BUCKET = timedelta(seconds=BUCKET_SECONDS)
+
+
 def _moment(bucket: int) -> datetime:
-    return datetime.fromtimestamp(bucket * BUCKET_SECONDS, tz=UTC)
+    return EPOCH + bucket * _BUCKET
 
 
 async def trace_scores(

@@ -210,3 +210,15 @@ def test_a_window_reads_whole_buckets_and_scans_only_its_partial_ten_minutes() -
     )
     # Each range ends where the next one starts, and the last where the second edge begins.
     assert ends == [start for start, _ in spans[1:]] + [datetime(2025, 6, 3, 11, 20, tzinfo=UTC)]
+
+
+def test_window_edges_are_exact_to_the_microsecond_in_any_year() -> None:
+    for year in (2025, 5000, 9999):
+        boundary = datetime(year, 3, 1, 10, 20, tzinfo=UTC)
+        just_after = boundary + timedelta(microseconds=1)
+        until = boundary + timedelta(days=1)
+        _, edges = quality._plan(AnalyticsFilter(since=just_after, until=until))
+        # The bucket that starts at the boundary is cut, not read whole.
+        assert edges == [(just_after, boundary + timedelta(minutes=10))], year
+        _, on_boundary = quality._plan(AnalyticsFilter(since=boundary, until=until))
+        assert on_boundary == [], year
