@@ -350,8 +350,16 @@ async def test_model_quality_zero_null_and_prompt_not_found(gql: Any, gql_data: 
     assert body["errors"][0]["extensions"] == {"code": "NOT_FOUND", "kind": "prompt", "key": "nope"}
 
 
-async def test_analytics_bad_window_has_rest_reason(gql: Any, client: httpx.AsyncClient) -> None:
-    window = {"since": "2025-01-02T00:00:00Z", "until": "2025-01-01T00:00:00Z"}
+@pytest.mark.parametrize(
+    ("window", "phrase"),
+    [
+        ({"since": "2025-01-02T00:00:00Z", "until": "2025-01-01T00:00:00Z"}, "earlier than"),
+        ({"since": "9999-12-31T23:55:00Z"}, "before 9999-12-31"),
+    ],
+)
+async def test_analytics_bad_window_has_rest_reason(
+    gql: Any, client: httpx.AsyncClient, window: dict[str, str], phrase: str
+) -> None:
     body = await gql(
         """query($since: DateTime, $until: DateTime) {
             qualityByModel(since: $since, until: $until) { model }
@@ -359,6 +367,7 @@ async def test_analytics_bad_window_has_rest_reason(gql: Any, client: httpx.Asyn
         window,
     )
     rest = (await client.get("/api/feedback/quality/models", params=window)).json()["detail"]
+    assert phrase in rest[0]["reason"]
     assert body["errors"][0]["extensions"]["errors"] == [
         {"field": e["field"], "reason": e["reason"]} for e in rest
     ]
