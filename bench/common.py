@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -231,9 +232,12 @@ class Generated:
         )
 
 
+TRACE_ID_PREFIX = "bench-trace-"
+
+
 def bench_trace_id(index: int) -> str:
     """Ids of generated traces, so benchmarks can name one (trace score, trace detail)."""
-    return f"bench-trace-{index:08d}"
+    return f"{TRACE_ID_PREFIX}{index:08d}"
 
 
 async def generate(
@@ -536,7 +540,9 @@ def working_copy(kept: KeptDataset) -> Iterator[str]:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One kind of request; ``{tag}``, ``{conn}`` and ``{n}`` in the body make each unique."""
+    """One kind of request; ``{tag}``, ``{conn}`` and ``{n}`` in the body make each unique, and
+    each ``{stored}`` becomes the number of a generated trace drawn at random (``stored`` of
+    ``run_load``), so a vote can land on a trace that exists."""
 
     method: str
     path: str
@@ -575,6 +581,17 @@ TRACE = Request(
     '"status": "success", "agent_id": "bench-agent", "session_id": "s-{conn}", '
     '"metadata": {"prompt_id": "support-bot", "prompt_version": "v2"}}',
 )
+
+
+def on_stored_traces(single: Request) -> Request:
+    """The vote ``single`` on generated traces instead of traces nobody sent. A vote on a stored
+    trace retracts and re-adds the trace's roll-up contribution at every level; one on an
+    unknown trace only counts in the summary's ``unknown``, so it is the cheaper of the two."""
+    assert single.body is not None
+    stored = f'"trace_id": "{TRACE_ID_PREFIX}{{stored}}"'
+    body = single.body.replace('"trace_id": "{tag}-{conn}-{n}"', stored)
+    assert body != single.body
+    return Request(single.method, single.path, body)
 
 
 def batch_of(single: Request, items: int) -> Request:
@@ -617,16 +634,18 @@ async def run_load(
     seconds: float = 10.0,
     max_requests: int = 2_000_000,
     tool: str = "auto",
+    stored: int = 1,
 ) -> LoadResult:
-    """Keep ``connections`` connections busy with ``request`` for ``seconds``.
+    """Keep ``connections`` connections busy with ``request`` for ``seconds``; ``{stored}``
+    draws from the first ``stored`` generated traces.
 
     wrk (C, event loop) is preferred: a Python client on the same two cores would take CPU from
     the server and measure itself. The Python fallback stops at ``max_requests`` too; wrk is
     bounded by its duration.
     """
     if tool == "wrk" or (tool == "auto" and wrk_available()):
-        return await _run_wrk(base_url, request, tag, connections, seconds)
-    return await _run_python(base_url, request, tag, connections, seconds, max_requests)
+        return await _run_wrk(base_url, request, tag, connections, seconds, stored)
+    return await _run_python(base_url, request, tag, connections, seconds, max_requests, stored)
 
 
 _WRK_SCRIPT = """
@@ -638,14 +657,21 @@ function setup(thread)
   table.insert(threads, thread)
 end
 local n = 0
+function init(args)
+  math.randomseed(tid)
+end
 local template = %(template)s
 local headers = {["Content-Type"] = "application/json"}
+local function stored()
+  return string.format("%%08d", math.random(0, %(stored)d - 1))
+end
 function request()
   n = n + 1
   if template == nil then
     return wrk.format(%(method)s, %(path)s)
   end
   local body = template:gsub("{conn}", tostring(tid)):gsub("{n}", tostring(n))
+  body = body:gsub("{stored}", stored)
   return wrk.format(%(method)s, %(path)s, headers, body)
 end
 function done(summary, latency, requests)
@@ -664,13 +690,14 @@ def _lua_string(text: str) -> str:
 
 
 async def _run_wrk(
-    base_url: str, request: Request, tag: str, connections: int, seconds: float
+    base_url: str, request: Request, tag: str, connections: int, seconds: float, stored: int
 ) -> LoadResult:
     template = "nil" if request.body is None else _lua_string(request.body.replace("{tag}", tag))
     script = _WRK_SCRIPT % {
         "template": template,
         "method": _lua_string(request.method),
         "path": _lua_string(request.path),
+        "stored": stored,
     }
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
         lua.write(script)
@@ -714,6 +741,7 @@ async def _run_python(
     connections: int,
     seconds: float,
     max_requests: int,
+    stored: int,
 ) -> LoadResult:
     """Raw HTTP/1.1 keep-alive over asyncio streams, one task per connection.
 
@@ -744,6 +772,7 @@ async def _run_python(
             body = None
             if template is not None:
                 body = template.replace("{conn}", str(conn)).replace("{n}", str(n))
+                body = re.sub(r"\{stored\}", lambda _: f"{random.randrange(stored):08d}", body)
             sent = time.perf_counter()
             try:
                 if streams is None:
