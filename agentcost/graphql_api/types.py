@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 
 from agentcost import models
 from agentcost.graphql_api.context import Info
+from agentcost.graphql_api.dataloaders import loaded
 
 FeedbackSource = strawberry.enum(models.FeedbackSource, description="Who gave the feedback.")
 
@@ -147,19 +148,28 @@ class Trace(relay.Node):
     def from_public(cls, trace: models.TracePublic) -> Self:
         return cls(node_key=trace.trace_id, **trace.model_dump())
 
+    # Plain (not async) resolvers: on a page the values are already loaded (see ``loaded``).
     @strawberry.field(description="Its calls in time order.")
-    async def calls(self, info: Info) -> list[Call]:
-        rows = await info.context.loaders.calls_of_trace.load(self.trace_id)
-        return [Call.from_public(row) for row in rows]
+    def calls(self, info: Info) -> list[Call]:
+        return loaded(  # type: ignore[return-value]
+            info.context.loaders.calls_of_trace,
+            self.trace_id,
+            lambda rows: [Call.from_public(row) for row in rows],
+        )
 
     @strawberry.field(description="Its feedback, oldest first.")
-    async def feedback(self, info: Info) -> list[Feedback]:
-        rows = await info.context.loaders.feedback_of_trace.load(self.trace_id)
-        return [Feedback.from_public(row) for row in rows]
+    def feedback(self, info: Info) -> list[Feedback]:
+        return loaded(  # type: ignore[return-value]
+            info.context.loaders.feedback_of_trace,
+            self.trace_id,
+            lambda rows: [Feedback.from_public(row) for row in rows],
+        )
 
     @strawberry.field(description="Its votes folded into one score.")
-    async def score(self, info: Info) -> TraceScore:
-        return TraceScore.from_public(await info.context.loaders.score.load(self.trace_id))
+    def score(self, info: Info) -> TraceScore:
+        return loaded(  # type: ignore[return-value]
+            info.context.loaders.score, self.trace_id, TraceScore.from_public
+        )
 
     @classmethod
     async def resolve_nodes(  # type: ignore[override]

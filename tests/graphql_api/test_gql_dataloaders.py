@@ -1,17 +1,19 @@
 """A page of traces with calls, feedback and score costs a fixed number of SQL statements."""
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import event
+from strawberry.dataloader import DataLoader
 
 from agentcost.db import Database
 from agentcost.graphql_api import schema
 from agentcost.graphql_api.context import Context
-from agentcost.graphql_api.dataloaders import Loaders
+from agentcost.graphql_api.dataloaders import Loaders, loaded
 from agentcost.models import FeedbackCreate, TraceEvent
 from agentcost.services import feedback, traces
 from agentcost.services.auth import open_principal
@@ -148,3 +150,31 @@ async def test_a_page_loads_ahead_the_nested_fields_it_asks_for_fragments_includ
         "score": {"total": 2},
     }
     assert len(statements) == 3  # the list, calls, scores: no feedback was asked for
+
+
+async def test_loaded_answers_at_once_what_the_loader_holds_and_loads_the_rest() -> None:
+    asked: list[list[str]] = []
+
+    async def load(keys: Sequence[str]) -> list[str]:
+        asked.append(list(keys))
+        if "broken" in keys:
+            raise RuntimeError("the database went away")
+        return [key.upper() for key in keys]
+
+    loader: DataLoader[str, str] = DataLoader(load_fn=load)
+    loader.prime("held", "HELD")
+    assert loaded(loader, "held", str.lower) == "held"  # a plain value: no task, no statement
+    assert asked == []
+
+    pending = loaded(loader, "new", str.lower)
+    assert inspect.isawaitable(pending)
+    assert await pending == "new"
+    assert asked == [["new"]]
+    assert loaded(loader, "new", len) == 3  # loaded once, then held
+
+    for _ in range(2):  # a failed load stays a failure, never a converted value
+        failing = loaded(loader, "broken", str.lower)
+        assert inspect.isawaitable(failing)
+        with pytest.raises(RuntimeError, match="went away"):
+            await failing
+    assert asked == [["new"], ["broken"]]
