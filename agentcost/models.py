@@ -607,6 +607,8 @@ class QualityRollup(SQLModel, table=True):
     rows (see services/rollups.py)."""
 
     __tablename__ = "quality_rollups"
+    # SQLite keeps the rows in the primary-key B-tree: one tree per upsert (migration 0006).
+    __table_args__ = {"sqlite_with_rowid": False}
 
     # Key order serves the reads: one level and source, then a range of buckets.
     org_id: str = Col(primary_key=True, max_length=64)

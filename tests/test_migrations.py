@@ -229,18 +229,7 @@ async def test_the_ten_minute_level_goes_down_alone_and_comes_back_recomputed(
     db = Database(private_database_url)
     try:
         await upgrade(db)
-        t0 = datetime(2025, 1, 1, 10, 7, tzinfo=UTC)
-        await traces.ingest(
-            db,
-            org_id="o",
-            events=[
-                TraceEvent(trace_id=f"t{i}", model="m", cost=0.5, timestamp=t0 + timedelta(hours=i))
-                for i in range(3)
-            ],
-        )
-        await feedback.submit(
-            db, org_id="o", items=[FeedbackCreate(trace_id=f"t{i}", score=1) for i in range(3)]
-        )
+        await rate_three_traces(db)
         at_head = await rollup_rows(db)
         ten_minutes = {row for row in at_head if row.dim.endswith(rollups.TEN_MINUTES)}
         assert ten_minutes and at_head - ten_minutes
@@ -250,6 +239,60 @@ async def test_the_ten_minute_level_goes_down_alone_and_comes_back_recomputed(
         assert await rollup_rows(db) == at_head
     finally:
         await db.dispose()
+
+
+async def test_sqlite_rollups_lose_their_rowid_and_get_it_back_with_their_rows(
+    private_database_url: str,
+) -> None:
+    db = Database(private_database_url)
+    try:
+        await upgrade(db)
+        await rate_three_traces(db)
+        at_head = await rollup_rows(db)
+        assert at_head
+        assert await rollups_have_rowid(db) is (False if db.is_sqlite else None)
+        await downgrade_to(db, "0005")
+        assert await rollups_have_rowid(db) is (True if db.is_sqlite else None)
+        assert await rollup_rows(db) == at_head
+        await upgrade(db)
+        assert await rollups_have_rowid(db) is (False if db.is_sqlite else None)
+        assert await rollup_rows(db) == at_head
+        # Writes keep the recreated table current, as a full recomputation has it.
+        await feedback.submit(db, org_id="o", items=[FeedbackCreate(trace_id="t0", score=-1)])
+        maintained = await rollup_rows(db)
+        assert maintained != at_head
+        async with db.write() as conn:
+            await conn.run_sync(rollups.rebuild, "o")
+        assert await rollup_rows(db) == maintained
+    finally:
+        await db.dispose()
+
+
+async def rate_three_traces(db: Database) -> None:
+    t0 = datetime(2025, 1, 1, 10, 7, tzinfo=UTC)
+    await traces.ingest(
+        db,
+        org_id="o",
+        events=[
+            TraceEvent(trace_id=f"t{i}", model="m", cost=0.5, timestamp=t0 + timedelta(hours=i))
+            for i in range(3)
+        ],
+    )
+    await feedback.submit(
+        db, org_id="o", items=[FeedbackCreate(trace_id=f"t{i}", score=1) for i in range(3)]
+    )
+
+
+async def rollups_have_rowid(db: Database) -> bool | None:
+    """Whether SQLite stores the roll-ups with a rowid; None on PostgreSQL, which has none."""
+    if not db.is_sqlite:
+        return None
+    async with db.read() as conn:
+        ddl = (await conn.exec_driver_sql(_ROLLUPS_DDL)).scalar_one()
+    return "WITHOUT ROWID" not in ddl.upper()
+
+
+_ROLLUPS_DDL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'quality_rollups'"
 
 
 async def rollup_rows(db: Database) -> set[Row[Any]]:
