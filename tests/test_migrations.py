@@ -1,7 +1,7 @@
 """Alembic builds every schema: on start, upgrading in place, and in step with the models."""
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -223,64 +223,56 @@ async def test_upgrade_from_0001_keeps_traces_and_backfills_the_primary_call_tim
         await db.dispose()
 
 
-async def test_the_ten_minute_level_goes_down_alone_and_comes_back_recomputed(
-    private_database_url: str,
-) -> None:
+@pytest.fixture
+async def rated(private_database_url: str) -> AsyncIterator[Database]:
+    """A private database at head where org "o" has three rated traces, an hour apart."""
     db = Database(private_database_url)
     try:
         await upgrade(db)
-        await rate_three_traces(db)
-        at_head = await rollup_rows(db)
-        ten_minutes = {row for row in at_head if row.dim.endswith(rollups.TEN_MINUTES)}
-        assert ten_minutes and at_head - ten_minutes
-        await downgrade_to(db, "0004")
-        assert await rollup_rows(db) == at_head - ten_minutes
-        await upgrade(db)
-        assert await rollup_rows(db) == at_head
+        t0 = datetime(2025, 1, 1, 10, 7, tzinfo=UTC)
+        events = [
+            TraceEvent(trace_id=f"t{i}", model="m", cost=0.5, timestamp=t0 + timedelta(hours=i))
+            for i in range(3)
+        ]
+        await traces.ingest(db, org_id="o", events=events)
+        votes = [FeedbackCreate(trace_id=f"t{i}", score=1) for i in range(3)]
+        await feedback.submit(db, org_id="o", items=votes)
+        yield db
     finally:
         await db.dispose()
+
+
+async def test_the_ten_minute_level_goes_down_alone_and_comes_back_recomputed(
+    rated: Database,
+) -> None:
+    at_head = await rollup_rows(rated)
+    ten_minutes = {row for row in at_head if row.dim.endswith(rollups.TEN_MINUTES)}
+    assert ten_minutes and at_head - ten_minutes
+    await downgrade_to(rated, "0004")
+    assert await rollup_rows(rated) == at_head - ten_minutes
+    await upgrade(rated)
+    assert await rollup_rows(rated) == at_head
 
 
 async def test_sqlite_rollups_lose_their_rowid_and_get_it_back_with_their_rows(
-    private_database_url: str,
+    rated: Database,
 ) -> None:
-    db = Database(private_database_url)
-    try:
-        await upgrade(db)
-        await rate_three_traces(db)
-        at_head = await rollup_rows(db)
-        assert at_head
-        assert await rollups_have_rowid(db) is (False if db.is_sqlite else None)
-        await downgrade_to(db, "0005")
-        assert await rollups_have_rowid(db) is (True if db.is_sqlite else None)
-        assert await rollup_rows(db) == at_head
-        await upgrade(db)
-        assert await rollups_have_rowid(db) is (False if db.is_sqlite else None)
-        assert await rollup_rows(db) == at_head
-        # Writes keep the recreated table current, as a full recomputation has it.
-        await feedback.submit(db, org_id="o", items=[FeedbackCreate(trace_id="t0", score=-1)])
-        maintained = await rollup_rows(db)
-        assert maintained != at_head
-        async with db.write() as conn:
-            await conn.run_sync(rollups.rebuild, "o")
-        assert await rollup_rows(db) == maintained
-    finally:
-        await db.dispose()
-
-
-async def rate_three_traces(db: Database) -> None:
-    t0 = datetime(2025, 1, 1, 10, 7, tzinfo=UTC)
-    await traces.ingest(
-        db,
-        org_id="o",
-        events=[
-            TraceEvent(trace_id=f"t{i}", model="m", cost=0.5, timestamp=t0 + timedelta(hours=i))
-            for i in range(3)
-        ],
-    )
-    await feedback.submit(
-        db, org_id="o", items=[FeedbackCreate(trace_id=f"t{i}", score=1) for i in range(3)]
-    )
+    at_head = await rollup_rows(rated)
+    assert at_head
+    assert await rollups_have_rowid(rated) is (False if rated.is_sqlite else None)
+    await downgrade_to(rated, "0005")
+    assert await rollups_have_rowid(rated) is (True if rated.is_sqlite else None)
+    assert await rollup_rows(rated) == at_head
+    await upgrade(rated)
+    assert await rollups_have_rowid(rated) is (False if rated.is_sqlite else None)
+    assert await rollup_rows(rated) == at_head
+    # Writes keep the recreated table current, as a full recomputation has it.
+    await feedback.submit(rated, org_id="o", items=[FeedbackCreate(trace_id="t0", score=-1)])
+    maintained = await rollup_rows(rated)
+    assert maintained != at_head
+    async with rated.write() as conn:
+        await conn.run_sync(rollups.rebuild, "o")
+    assert await rollup_rows(rated) == maintained
 
 
 async def rollups_have_rowid(db: Database) -> bool | None:
