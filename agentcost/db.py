@@ -9,12 +9,19 @@ Hot writes (feedback submissions, trace events) go through ``write_grouped``: a 
 event loop takes everything queued, runs it in one transaction and commits once, so one commit
 (one fsync on SQLite, one WAL flush on PostgreSQL) serves every request that arrived meanwhile.
 Each caller is answered only after that commit, with its own result or its own exception.
+
+On SQLite the writer has a connection of its own, with temporary tables in memory (the roll-up
+delta of each group lives there), and no commit copies the WAL into the database file: a
+``_Checkpointer`` thread does that beside the commits.
 """
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +37,12 @@ _WRITE = "agentcost_write"
 # Entries per group commit: enough to absorb every connection of a busy server, small enough
 # that one group's statements stay a few milliseconds.
 MAX_GROUP = 256
+# WAL pages after which a commit checkpoints in line, SQLite's own way (its default is 1,000).
+# Only a backstop: the checkpointer thread copies the WAL long before, but a PASSIVE checkpoint
+# racing a stream of commits never finishes it, and only a finished one lets the next writer
+# start the WAL again from its beginning.
+WAL_BACKSTOP_PAGES = 10_000
+CHECKPOINT_INTERVAL = 0.1  # seconds between background checkpoints while commits keep coming
 
 log = logging.getLogger("agentcost.db")
 
@@ -64,6 +77,15 @@ class Database:
         self.engine: AsyncEngine = _create_engine(self.url, echo=echo, pool_size=pool_size)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer: _Writer | None = None
+        # The group-commit writer's engine; on a SQLite file one connection with its own pragmas.
+        self._grouped_engine = self.engine
+        self._checkpointer: _Checkpointer | None = None
+        path = self.url.database or ""
+        if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
+            self._grouped_engine = _create_engine(
+                self.url, echo=echo, pool_size=1, grouped_writer=True
+            )
+            self._checkpointer = _Checkpointer(str(Path(path).expanduser()))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -80,17 +102,22 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
+    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction that commits when the block ends; callers answer only after that."""
+        return self._transaction(self.engine)
+
+    @asynccontextmanager
+    async def _transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         if self._write_lock is None:
-            async with self.engine.begin() as conn:
+            async with engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock, self.engine.connect() as conn:
+        async with self._write_lock, engine.connect() as conn:
             conn = await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     async def write_grouped(self, operation: GroupedOperation[I, R], item: I) -> R:
         """Store ``item`` in the next group commit and return its result once committed.
@@ -134,7 +161,7 @@ class Database:
         """All items in one transaction; when any fails, again with one savepoint per item."""
         try:
             results: list[tuple[_Pending, Any]] = []
-            async with self.write() as conn:
+            async with self._transaction(self._grouped_engine) as conn:
                 by_operation: dict[GroupedOperation[Any, Any], list[_Pending]] = {}
                 for pending in group:
                     by_operation.setdefault(pending.operation, []).append(pending)
@@ -154,7 +181,7 @@ class Database:
         """The slow path after a failed group: each item alone, so a failure stays its own."""
         results: list[tuple[_Pending, Any]] = []
         try:
-            async with self.write() as conn:
+            async with self._transaction(self._grouped_engine) as conn:
                 for pending in group:
                     try:
                         async with conn.begin_nested():
@@ -183,7 +210,11 @@ class Database:
                 await asyncio.gather(writer.task, return_exceptions=True)
             else:
                 writer.loop.call_soon_threadsafe(writer.task.cancel)
-        await self.engine.dispose()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.close)
+        if self._grouped_engine is not self.engine:
+            await self._grouped_engine.dispose()
+        await self.engine.dispose()  # the last connection closed checkpoints all that is left
 
 
 def _settle(
@@ -198,7 +229,66 @@ def _settle(
         future.set_result(result)
 
 
-def _create_engine(url: URL, *, echo: bool, pool_size: int) -> AsyncEngine:
+class _Checkpointer:
+    """Copies committed WAL pages into a SQLite file from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the commit that crosses its threshold: every
+    thousand pages or so, a group of writers waited for the copy and the file's fsync. Here a
+    commit only marks that there is work; a PASSIVE checkpoint, which waits for no reader or
+    writer, runs in the thread at most every ``CHECKPOINT_INTERVAL`` while commits keep coming,
+    and the thread ends when they stop. A failure is logged and leaves the work to SQLite's own
+    checkpoint at ``WAL_BACKSTOP_PAGES``.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._wanted = False
+        self._thread: threading.Thread | None = None
+
+    def committed(self) -> None:
+        with self._lock:
+            self._wanted = True
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="agentcost-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def close(self) -> None:
+        """Stop after the checkpoint under way, if any (blocking: call it from a thread)."""
+        self._stop.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        try:
+            with contextlib.closing(sqlite3.connect(self._path, isolation_level=None)) as conn:
+                while True:
+                    with self._lock:
+                        if not self._wanted or self._stop.is_set():
+                            self._thread = None
+                            return
+                        self._wanted = False
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self._stop.wait(CHECKPOINT_INTERVAL)
+        except Exception:
+            log.exception("background checkpoint of %s failed", self._path)
+            with self._lock:
+                self._thread = None
+
+
+# Temporary tables in memory: each group's roll-up delta is bounded (rollups.Maintenance
+# applies it every few thousand traces), and as a file it cost a fifth of a group at 1M traces.
+_GROUPED_WRITER_PRAGMAS = ("temp_store=MEMORY",)
+
+
+def _create_engine(
+    url: URL, *, echo: bool, pool_size: int, grouped_writer: bool = False
+) -> AsyncEngine:
     if url.get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
     database = url.database or ""
@@ -211,12 +301,14 @@ def _create_engine(url: URL, *, echo: bool, pool_size: int) -> AsyncEngine:
         # Every checkout ends its own transaction (commit, or rollback on close); the pool's
         # extra rollback on return would only be one more trip to the connection's thread.
         pool_reset_on_return=None,
+        # The group-commit writer needs one connection: its transactions take turns anyway.
+        **({"pool_size": 1, "max_overflow": 0} if grouped_writer else {}),
     )
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, _GROUPED_WRITER_PRAGMAS if grouped_writer else ())
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, extra_pragmas: Sequence[str]) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN is ours to emit (see _on_begin).
@@ -227,6 +319,8 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             "synchronous=FULL",
             "busy_timeout=10000",
             "foreign_keys=ON",
+            f"wal_autocheckpoint={WAL_BACKSTOP_PAGES}",
+            *extra_pragmas,
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()

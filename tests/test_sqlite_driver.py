@@ -1,12 +1,20 @@
 """The one-trip aiosqlite adapter: each statement is one trip to the connection's thread, and
-SQLAlchemy still gets the rows, row counts and errors the stock adapter gives."""
+SQLAlchemy still gets the rows, row counts and errors the stock adapter gives; and the WAL
+checkpoints that run beside the commits."""
 
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost.db import Database
 
@@ -88,3 +96,39 @@ async def test_errors_come_back_as_sqlalchemy_errors_and_roll_back(db: Database)
             await conn.execute(text("INSERT INTO t (id, name) VALUES (2, NULL)"))
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+async def test_commits_reach_the_database_file_by_the_background_checkpoint(
+    db: Database, tmp_path: Path
+) -> None:
+    """The WAL is copied into the file beside the commits: with the connections' own checkpoint
+    thousands of pages away, only the checkpointer thread can have put these rows there."""
+    await asyncio.gather(*(db.write_grouped(_insert_names, f"n{i}") for i in range(20)))
+    copied = tmp_path / "file-only.db"
+    deadline = time.monotonic() + 10
+    while True:
+        # The database file alone, as a crash would leave it without its WAL.
+        shutil.copyfile(tmp_path / "driver.db", copied)
+        names = _names_in(copied)
+        if len(names) == 20 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert names == {f"n{i}" for i in range(20)}
+    async with db.read() as conn:
+        [(busy, wal_pages, copied_pages)] = (
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        ).all()
+    assert (busy, copied_pages) == (0, wal_pages)
+
+
+async def _insert_names(conn: AsyncConnection, names: Sequence[str]) -> list[str]:
+    await conn.execute(text("INSERT INTO t (name) VALUES (:name)"), [{"name": n} for n in names])
+    return list(names)
+
+
+def _names_in(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            return {name for (name,) in conn.execute("SELECT name FROM t")}
+        except sqlite3.OperationalError:  # not even the table reached the file yet
+            return set()

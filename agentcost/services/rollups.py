@@ -342,6 +342,7 @@ class Maintenance:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
         self._touched: dict[str, set[str]] = {}
+        self._in_delta = 0  # trace images in the delta table, not yet applied
 
     async def retract(
         self,
@@ -387,19 +388,32 @@ class Maintenance:
         """After the last write: the touched traces' new contributions, and the net upserted."""
         for org_id, ids in self._touched.items():
             await self._record(1, org_id, sorted(ids))
-        if self._touched:
-            await self.conn.execute(_apply(self.conn.dialect.name))
-            await self.conn.execute(_CLEAR_DELTA)
+        await self._flush()
         self._touched.clear()
 
     async def _record(self, sign: int, org_id: str, trace_ids: list[str]) -> None:
         # Bounded lists: PostgreSQL matches ids against the whole array for each row it reads.
-        for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
-            chunk = json.dumps(trace_ids[start : start + _IDS_PER_IMAGE])
-            await self.conn.execute(_record(sign, True), {"org_id": org_id, "trace_ids": chunk})
+        for start in range(0, len(trace_ids), IDS_PER_IMAGE):
+            chunk = trace_ids[start : start + IDS_PER_IMAGE]
+            await self.conn.execute(
+                _record(sign, True), {"org_id": org_id, "trace_ids": json.dumps(chunk)}
+            )
+            self._in_delta += len(chunk)
+            if self._in_delta >= IDS_PER_IMAGE:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        """Upsert the delta so far and empty it. Sums commute, so applying the before images
+        and the after images in several parts ends in the same roll-ups as applying them at
+        once; the parts keep the delta table (and the apply's sort) to a bounded size, which
+        lets a connection hold its temporary tables in memory."""
+        if self._in_delta:
+            await self.conn.execute(_apply(self.conn.dialect.name))
+            await self.conn.execute(_CLEAR_DELTA)
+            self._in_delta = 0
 
 
-_IDS_PER_IMAGE = 10_000
+IDS_PER_IMAGE = 10_000
 
 
 @asynccontextmanager

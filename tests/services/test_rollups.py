@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from agentcost.db import Database
 from agentcost.errors import NotFound
-from agentcost.models import FeedbackCreate, FeedbackUpdate, TraceEvent
+from agentcost.models import FeedbackCreate, FeedbackUpdate, TraceEvent, utcnow
 from agentcost.services import feedback, quality, rollups, traces
 from agentcost.services.filters import AnalyticsFilter
 
@@ -222,3 +222,52 @@ def test_window_edges_are_exact_to_the_microsecond_in_any_year() -> None:
         assert edges == [(just_after, boundary + timedelta(minutes=10))], year
         _, on_boundary = quality._plan(AnalyticsFilter(since=boundary, until=until))
         assert on_boundary == [], year
+
+
+async def test_a_write_of_many_traces_applies_its_delta_in_parts(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past IDS_PER_IMAGE traces the delta is applied and emptied part by part (it stays small
+    enough for a connection's memory); the roll-ups end exactly as a full recomputation."""
+    monkeypatch.setattr(rollups, "IDS_PER_IMAGE", 2)
+    org = f"o-{uuid.uuid4().hex[:8]}"
+    ids = [f"p{i}" for i in range(5)]
+    await traces.ingest(
+        db,
+        org_id=org,
+        events=[
+            TraceEvent(
+                trace_id=trace_id,
+                model=("m-big", "m-small")[i % 2],
+                cost=0.01 * i,
+                project="web",
+                call_id="c1",
+                timestamp=T0 + timedelta(minutes=11 * i),  # one ten-minute slot each
+            )
+            for i, trace_id in enumerate(ids)
+        ],
+    )
+    first = [FeedbackCreate(id=f"v{i}", trace_id=t, score=1) for i, t in enumerate(ids)]
+    await feedback.submit(db, org_id=org, items=first)
+    # Each vote moves to the next trace, with another score and source: five before images
+    # and five after images, in three parts each.
+    moved = [
+        FeedbackCreate(id=f"v{i}", trace_id=ids[(i + 1) % 5], score=-1, source="eval")
+        for i in range(5)
+    ]
+    async with db.write() as conn:
+        maintenance = rollups.Maintenance(conn)
+        await maintenance.retract(traces_of=[(org, t) for t in ids])
+        held = await conn.scalar(text("SELECT count(DISTINCT bucket) FROM agentcost_rollup_delta"))
+        await feedback.write(conn, [feedback.prepare(org, moved, utcnow())])
+        await maintenance.finish()
+    assert held == 1  # the fifth trace's image only: the first four are applied
+    maintained = await stored(db, org)
+    columns = list(rollups.rollups.c.keys())
+    models = {
+        row[columns.index("key1")] for row in maintained if row[columns.index("dim")] == "model"
+    }
+    assert models == {"m-big", "m-small"}
+    async with db.write() as conn:
+        await conn.run_sync(rollups.rebuild, org)
+    assert maintained == await stored(db, org)
