@@ -329,6 +329,8 @@ _TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
     in_json_list(feedback.c.id, bindparam("feedback_ids", type_=Text)),  # a JSON array
 )
 _CLEAR_DELTA = _delta.delete()
+_IDS_PER_IMAGE = 10_000
+APPLY_EVERY = 10_000  # trace images in the delta table before it is applied (by default)
 
 
 class Maintenance:
@@ -339,9 +341,10 @@ class Maintenance:
     upserts the net. A bulk import thus pays once per trace, not once per chunk.
     """
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, apply_every: int | None = APPLY_EVERY) -> None:
         self.conn = conn
         self._touched: dict[str, set[str]] = {}
+        self._apply_every = apply_every
         self._in_delta = 0  # trace images in the delta table, not yet applied
 
     async def retract(
@@ -393,27 +396,25 @@ class Maintenance:
 
     async def _record(self, sign: int, org_id: str, trace_ids: list[str]) -> None:
         # Bounded lists: PostgreSQL matches ids against the whole array for each row it reads.
-        for start in range(0, len(trace_ids), IDS_PER_IMAGE):
-            chunk = trace_ids[start : start + IDS_PER_IMAGE]
+        for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
+            chunk = trace_ids[start : start + _IDS_PER_IMAGE]
             await self.conn.execute(
                 _record(sign, True), {"org_id": org_id, "trace_ids": json.dumps(chunk)}
             )
             self._in_delta += len(chunk)
-            if self._in_delta >= IDS_PER_IMAGE:
+            if self._apply_every is not None and self._in_delta >= self._apply_every:
                 await self._flush()
 
     async def _flush(self) -> None:
         """Upsert the delta so far and empty it. Sums commute, so applying the before images
         and the after images in several parts ends in the same roll-ups as applying them at
-        once; the parts keep the delta table (and the apply's sort) to a bounded size, which
-        lets a connection hold its temporary tables in memory."""
+        once; every ``apply_every`` traces, the parts keep the delta table (and the apply's
+        sort) to a bounded size, which lets a connection hold its temporary tables in memory.
+        Without a bound, the coarser levels are upserted once instead of once per part."""
         if self._in_delta:
             await self.conn.execute(_apply(self.conn.dialect.name))
             await self.conn.execute(_CLEAR_DELTA)
             self._in_delta = 0
-
-
-IDS_PER_IMAGE = 10_000
 
 
 @asynccontextmanager

@@ -224,12 +224,9 @@ def test_window_edges_are_exact_to_the_microsecond_in_any_year() -> None:
         assert on_boundary == [], year
 
 
-async def test_a_write_of_many_traces_applies_its_delta_in_parts(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past IDS_PER_IMAGE traces the delta is applied and emptied part by part (it stays small
-    enough for a connection's memory); the roll-ups end exactly as a full recomputation."""
-    monkeypatch.setattr(rollups, "IDS_PER_IMAGE", 2)
+async def test_a_write_of_many_traces_applies_its_delta_in_parts(db: Database) -> None:
+    """Every ``apply_every`` traces the delta is applied and emptied (it stays small enough for
+    a connection's memory); the roll-ups end exactly as a full recomputation."""
     org = f"o-{uuid.uuid4().hex[:8]}"
     ids = [f"p{i}" for i in range(5)]
     await traces.ingest(
@@ -250,14 +247,15 @@ async def test_a_write_of_many_traces_applies_its_delta_in_parts(
     first = [FeedbackCreate(id=f"v{i}", trace_id=t, score=1) for i, t in enumerate(ids)]
     await feedback.submit(db, org_id=org, items=first)
     # Each vote moves to the next trace, with another score and source: five before images
-    # and five after images, in three parts each.
+    # and five after images.
     moved = [
         FeedbackCreate(id=f"v{i}", trace_id=ids[(i + 1) % 5], score=-1, source="eval")
         for i in range(5)
     ]
     async with db.write() as conn:
-        maintenance = rollups.Maintenance(conn)
-        await maintenance.retract(traces_of=[(org, t) for t in ids])
+        maintenance = rollups.Maintenance(conn, apply_every=2)
+        for part in (ids[:2], ids[2:4], ids[4:]):  # as an import's chunks come
+            await maintenance.retract(traces_of=[(org, t) for t in part])
         held = await conn.scalar(text("SELECT count(DISTINCT bucket) FROM agentcost_rollup_delta"))
         await feedback.write(conn, [feedback.prepare(org, moved, utcnow())])
         await maintenance.finish()
