@@ -41,6 +41,7 @@ from sqlalchemy import (
     select,
     union_all,
 )
+from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
@@ -113,7 +114,14 @@ _delta = Table(
     *(Column(name, BigInteger) for name in COUNT_FIELDS),
     prefixes=["TEMPORARY"],
 )
-_CREATE_DELTA = CreateTable(_delta, if_not_exists=True)
+
+
+@cache
+def _create_delta(dialect: str) -> str:
+    """The delta table's DDL as SQL text: SQLAlchemy compiles DDL anew on every execution (it
+    caches only queries and DML), and each write creates the table if its connection has not."""
+    ddl = CreateTable(_delta, if_not_exists=True)
+    return str(ddl.compile(dialect=registry.load(dialect)()))
 
 
 def _nanos(cost: Any) -> Any:
@@ -367,7 +375,7 @@ class Maintenance:
         for org_id, feedback_id in feedback_of:
             feedback_ids[org_id].add(feedback_id)
         if not self._touched:
-            await conn.execute(_CREATE_DELTA)
+            await conn.exec_driver_sql(_create_delta(conn.dialect.name))
         for org_id in sorted(trace_ids.keys() | feedback_ids.keys()):
             touched = self._touched.get(org_id)
             if touched is None:
@@ -441,7 +449,7 @@ def rebuild(conn: Connection, org_id: str | None = None) -> None:
     if org_id is not None:
         delete = delete.where(rollups.c.org_id == org_id)
     conn.execute(delete)
-    conn.execute(_CREATE_DELTA)
+    conn.exec_driver_sql(_create_delta(conn.dialect.name))
     orgs_stmt = select(feedback.c.org_id).distinct()
     if org_id is not None:
         orgs_stmt = orgs_stmt.where(feedback.c.org_id == org_id)
