@@ -39,17 +39,24 @@ def _execute(
 ) -> _Outcome:
     """In the connection's thread: the statement (once, or once per parameter set) and, when
     it returns rows, all of them."""
-    cursor = connection._conn.cursor()
+    sqlite = connection._conn
+    cursor = sqlite.cursor()
     try:
         if begin is not None:
             cursor.execute(begin)
+        changes = sqlite.total_changes
         if many:
             cursor.executemany(operation, parameters)
         else:
             cursor.execute(operation, parameters)
         description = cursor.description
         rows = cursor.fetchall() if description else []
-        return description, cursor.rowcount, cursor.lastrowid, rows
+        rowcount = cursor.rowcount
+        if rowcount < 0 and not description:
+            # sqlite3 counts only statements that begin with INSERT, UPDATE, DELETE or REPLACE;
+            # a WITH ... INSERT (the roll-up images) changes rows all the same.
+            rowcount = sqlite.total_changes - changes
+        return description, rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
 

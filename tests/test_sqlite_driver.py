@@ -84,6 +84,12 @@ async def test_rows_counts_and_many(db: Database) -> None:
         )
         changed = await conn.execute(text("UPDATE t SET name = 'x' WHERE id >= 3"))
         assert changed.rowcount == 2
+        # sqlite3 itself answers -1 for a statement that does not begin with its verb.
+        copied = await conn.execute(
+            text("WITH x AS (SELECT id + 10 AS id, name FROM t) INSERT INTO t SELECT * FROM x")
+        )
+        assert copied.rowcount == 5
+        await conn.execute(text("DELETE FROM t WHERE id >= 10"))
     async with db.read() as conn:
         rows = (await conn.execute(text("SELECT id, name FROM t ORDER BY id"))).all()
     assert [tuple(r) for r in rows] == [(0, "n0"), (1, "n1"), (2, "n2"), (3, "x"), (4, "x")]

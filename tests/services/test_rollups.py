@@ -225,8 +225,8 @@ def test_window_edges_are_exact_to_the_microsecond_in_any_year() -> None:
 
 
 async def test_a_write_of_many_traces_applies_its_delta_in_parts(db: Database) -> None:
-    """Every ``apply_every`` traces the delta is applied and emptied (it stays small enough for
-    a connection's memory); the roll-ups end exactly as a full recomputation."""
+    """Every ``apply_every`` rows the delta is applied and emptied (it stays small enough for a
+    connection's memory); the roll-ups end exactly as a full recomputation."""
     org = f"o-{uuid.uuid4().hex[:8]}"
     ids = [f"p{i}" for i in range(5)]
     await traces.ingest(
@@ -253,7 +253,9 @@ async def test_a_write_of_many_traces_applies_its_delta_in_parts(db: Database) -
         for i in range(5)
     ]
     async with db.write() as conn:
-        maintenance = rollups.Maintenance(conn, apply_every=2)
+        # A trace's image here is four rows (dimensions all and model, sources * and its own):
+        # two traces' images are applied at once, one is held.
+        maintenance = rollups.Maintenance(conn, apply_every=5)
         for part in (ids[:2], ids[2:4], ids[4:]):  # as an import's chunks come
             await maintenance.retract(traces_of=[(org, t) for t in part])
         held = await conn.scalar(text("SELECT count(DISTINCT bucket) FROM agentcost_rollup_delta"))
