@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agentcost.settings import Settings
-from agentcost.sqlite_driver import OneTripDBAPI
+from agentcost.sqlite_driver import READ_BEGIN, OneTripDBAPI
 
 _WRITE = "agentcost_write"
 # Entries per group commit: enough to absorb every connection of a busy server, small enough
@@ -329,4 +329,4 @@ def _configure_sqlite(engine: AsyncEngine, extra_pragmas: Sequence[str]) -> None
     def _on_begin(conn: Any) -> None:
         immediate = conn.get_execution_options().get(_WRITE, False)
         dbapi_connection = conn.connection.dbapi_connection
-        dbapi_connection.begin_on_next_statement("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        dbapi_connection.begin_on_next_statement("BEGIN IMMEDIATE" if immediate else READ_BEGIN)

@@ -9,13 +9,18 @@ rows it brings back, which is all SQLAlchemy reads from a client-side cursor.
 
 ``BEGIN`` rides along too: ``begin_on_next_statement`` keeps it until the transaction's first
 statement and sends both in one call; a transaction that runs no statement costs no call at all.
+The end of a read transaction costs no wait: its ROLLBACK is queued to the connection's thread,
+where it runs before anything the next user of the connection sends, and nobody awaits it.
 
-It reaches into aiosqlite for two things it has kept for years: ``Connection._execute`` (run a
-function in the connection's thread) and ``Connection._conn`` (the sqlite3 connection there).
+It reaches into aiosqlite for three things it has kept for years: ``Connection._execute`` (run a
+function in the connection's thread), ``Connection._tx`` (that thread's queue, whose entries
+may come without a future to answer) and ``Connection._conn`` (the sqlite3 connection there).
 """
 
+import logging
 import sqlite3
 from collections import deque
+from functools import partial
 from typing import Any
 
 import aiosqlite
@@ -28,6 +33,9 @@ from sqlalchemy.util import EMPTY_DICT
 from sqlalchemy.util.concurrency import await_
 
 _Outcome = tuple[Any, int, int | None, list[Any]]  # description, rowcount, lastrowid, rows
+READ_BEGIN = "BEGIN"  # a deferred transaction: it reads until a statement writes
+
+log = logging.getLogger("agentcost.db")
 
 
 def _execute(
@@ -59,6 +67,14 @@ def _execute(
         return description, rowcount, cursor.lastrowid, rows
     finally:
         cursor.close()
+
+
+def _end_read(connection: aiosqlite.Connection) -> None:
+    """In the connection's thread: end its read transaction (nobody waits for the answer)."""
+    try:
+        connection._conn.rollback()
+    except sqlite3.Error:
+        log.exception("ending a read transaction failed")
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -105,6 +121,8 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         adapted = self._adapt_connection
         async with adapted._execute_mutex:
             begin, adapted.pending_begin = adapted.pending_begin, None
+            if begin is not None:
+                adapted.reading = begin == READ_BEGIN
             return await self._connection._execute(
                 _execute, self._connection, begin, operation, parameters, many
             )
@@ -117,12 +135,13 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("pending_begin",)
+    __slots__ = ("pending_begin", "reading")
     _cursor_cls = OneTripCursor
 
     def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
         super().__init__(dbapi, connection)
         self.pending_begin: str | None = None
+        self.reading = False  # the open transaction began as a read (deferred BEGIN)
 
     def begin_on_next_statement(self, begin: str) -> None:
         """Open the transaction with ``begin`` (BEGIN, BEGIN IMMEDIATE) in the same call as
@@ -133,12 +152,19 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         if self.pending_begin is not None:  # nothing began in SQLite: nothing to undo
             self.pending_begin = None
             return
+        if self.reading:
+            # Queued before the connection goes back to the pool, so it runs ahead of the
+            # next user's statements; a read has nothing to undo that anyone must wait for.
+            self.reading = False
+            self._connection._tx.put_nowait((None, partial(_end_read, self._connection)))
+            return
         super().rollback()
 
     def commit(self) -> None:
         if self.pending_begin is not None:
             self.pending_begin = None
             return
+        self.reading = False
         super().commit()
 
 
