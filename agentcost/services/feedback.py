@@ -25,7 +25,7 @@ from agentcost.services import cursors, rollups
 from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
-from agentcost.services.ids import random_uuids
+from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import feedback, insert_for, traces
 
 _FEEDBACK_CURSOR = "feedback"
@@ -46,7 +46,7 @@ class Submission:
 
 def prepare(org_id: str, items: Sequence[FeedbackCreate], now: datetime) -> Submission:
     """The rows to store; feedback ids the client left out are made here."""
-    fresh = iter(random_uuids(sum(item.id is None for item in items)))
+    fresh = iter(time_ordered_uuids(sum(item.id is None for item in items)))
     rows = [_row(org_id, item, item.id or next(fresh), now) for item in items]
     dated = frozenset(
         item.id

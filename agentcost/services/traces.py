@@ -34,7 +34,7 @@ from agentcost.services.filters import (
     score_conditions,
     trace_conditions,
 )
-from agentcost.services.ids import random_uuids
+from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import calls, feedback, insert_for, json_merge, traces
 
 _TRACE_CURSOR = "trace"
@@ -224,7 +224,7 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
 def prepare(org_id: str, events: Sequence[TraceEvent], now: datetime) -> Ingestion:
     """The call rows to store, priced; call ids the client left out are made here."""
     rows: dict[tuple[str, str], _CallRow] = {}
-    fresh = iter(random_uuids(sum(event.call_id is None for event in events)))
+    fresh = iter(time_ordered_uuids(sum(event.call_id is None for event in events)))
     for event in events:
         call_id = event.call_id or next(fresh).replace("-", "")
         row = _call_row(org_id, event, call_id, now)
