@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import from_json, to_json
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -286,11 +287,21 @@ class _Checkpointer:
 _GROUPED_WRITER_PRAGMAS = ("temp_store=MEMORY",)
 
 
+def _json_text(value: Any) -> str:
+    return to_json(value).decode()
+
+
+# JSON columns (tags, metadata) through pydantic's parser and encoder (Rust), which read and
+# write the same JSON as the json module at several times its speed: every listed vote and
+# trace decodes two of them.
+_JSON = {"json_serializer": _json_text, "json_deserializer": from_json}
+
+
 def _create_engine(
     url: URL, *, echo: bool, pool_size: int, grouped_writer: bool = False
 ) -> AsyncEngine:
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+        return create_async_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True, **_JSON)
     database = url.database or ""
     if database and database != ":memory:":
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -298,6 +309,7 @@ def _create_engine(
         url,
         echo=echo,
         module=OneTripDBAPI(),
+        **_JSON,
         # Every checkout ends its own transaction (commit, or rollback on close); the pool's
         # extra rollback on return would only be one more trip to the connection's thread.
         pool_reset_on_return=None,
