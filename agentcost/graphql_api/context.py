@@ -5,14 +5,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import strawberry
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 from strawberry.fastapi import BaseContext
 from strawberry.types.nodes import SelectedField, Selection
 
 from agentcost.db import Database
 from agentcost.errors import Unauthorized
 from agentcost.graphql_api.dataloaders import Loaders, create_loaders
-from agentcost.rest_api.deps import AuthDep, DbDep, authenticate
+from agentcost.rest_api.deps import authenticate, get_auth, get_db
 from agentcost.services.auth import Principal
 
 
@@ -59,16 +59,17 @@ def _is_ide_page(request: Request) -> bool:
     )
 
 
-async def get_context(
-    request: Request,
-    db: DbDep,
-    state: AuthDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> Context:
-    """FastAPI dependency: the same authentication as REST; failures answer 401 like REST."""
+async def get_context(request: Request) -> Context:
+    """FastAPI dependency: the same authentication as REST; failures answer 401 like REST.
+
+    It reads the request itself rather than through sub-dependencies: FastAPI solves each
+    dependency and header parameter anew per request, and GraphQL routes need no OpenAPI.
+    """
+    db = await get_db(request)
     if _is_ide_page(request):
         return Context(db=db, principal=None)
-    principal = await authenticate(db, state, authorization)
+    state = await get_auth(request)
+    principal = await authenticate(db, state, request.headers.get("authorization"))
     return Context(
         db=db,
         principal=principal,
