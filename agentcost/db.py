@@ -44,8 +44,9 @@ MAX_GROUP = 256
 # start the WAL again from its beginning.
 WAL_BACKSTOP_PAGES = 10_000
 # Seconds between background checkpoints while commits keep coming. Small copies keep each
-# checkpoint's fsync short, and a long one stalled the commits' own fsyncs: at 1M traces, votes
-# on stored traces had p99 35-40 ms at 0.02 s against 52-64 ms at 0.1 s, for 5 % fewer votes/s.
+# checkpoint's fsync of the file short, which the commits' own fsyncs seem to wait behind: at 1M
+# traces, votes on stored traces had p99 35-40 ms at 0.02 s against 52-64 ms at 0.1 s, for 5 %
+# fewer votes/s.
 CHECKPOINT_INTERVAL = 0.02
 
 log = logging.getLogger("agentcost.db")
