@@ -16,6 +16,7 @@ from agentcost.graphql_api import create_graphql_router
 from agentcost.migrate import upgrade
 from agentcost.rest_api import install_error_handlers, router
 from agentcost.rest_api.deps import AuthState
+from agentcost.services import warmup
 from agentcost.settings import Settings, get_settings
 
 log = logging.getLogger("agentcost")
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database.from_settings(settings)
         await upgrade(db)
         pricing.warm_up()
+        await warmup.warm_up(db)
         app.state.db = db
         app.state.auth = AuthState(settings)
         log.info("database ready: %s", db.url.render_as_string(hide_password=True))

@@ -111,17 +111,27 @@ class Database:
         """A transaction that commits when the block ends; callers answer only after that."""
         return self._transaction(self.engine)
 
+    async def rehearse(self, *writes: tuple[GroupedOperation[Any, Any], Any]) -> None:
+        """Run grouped writes on the group-commit writer's connection, then roll them back.
+
+        Their statements are compiled and cached for that connection's engine at start-up
+        instead of in the first requests, whose group took about 60 ms more on SQLite.
+        """
+        async with self._transaction(self._grouped_engine, commit=False) as conn:
+            for operation, item in writes:
+                await operation(conn, [item])
+
     @asynccontextmanager
-    async def _transaction(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-        if self._write_lock is None:
-            async with engine.begin() as conn:
-                yield conn
-            return
-        async with self._write_lock, engine.connect() as conn:
+    async def _transaction(
+        self, engine: AsyncEngine, *, commit: bool = True
+    ) -> AsyncIterator[AsyncConnection]:
+        async with self._write_lock or contextlib.nullcontext(), engine.connect() as conn:
             conn = await conn.execution_options(**{_WRITE: True})
-            async with conn.begin():
+            async with conn.begin() as transaction:
                 yield conn
-        if self._checkpointer is not None:
+                if not commit:
+                    await transaction.rollback()
+        if commit and self._checkpointer is not None:
             self._checkpointer.committed()
 
     async def write_grouped(self, operation: GroupedOperation[I, R], item: I) -> R:

@@ -88,7 +88,7 @@ async def submit(
     _reject_repeated_ids(items)
     now = utcnow()
     submission = prepare(org_id, items, now)
-    stored = await db.write_grouped(_store, submission)
+    stored = await db.write_grouped(store, submission)
     # created_at is only ever set on insert, so it equals this call's clock exactly when new.
     return [
         (_public(row, created_at), created_at == now)
@@ -108,7 +108,7 @@ def _upsert(dialect: str, *, dated: bool) -> Any:
     ).returning(feedback.c.id, feedback.c.created_at)
 
 
-async def _store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
+async def store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
     """Upsert the rows of several submissions (a group commit), roll-ups kept current."""
     async with rollups.maintained(conn, **touches(submissions)):
         return await write(conn, submissions)

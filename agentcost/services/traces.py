@@ -212,7 +212,7 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
     if not events:
         raise InvalidInput.single("events", "must hold at least one event")
     ingestion = prepare(org_id, events, utcnow())
-    accepted = await db.write_grouped(_store, ingestion)
+    accepted = await db.write_grouped(store, ingestion)
     return IngestResult(
         accepted=accepted,
         duplicates=len(events) - accepted,
@@ -232,7 +232,7 @@ def prepare(org_id: str, events: Sequence[TraceEvent], now: datetime) -> Ingesti
     return Ingestion(org_id, now, rows)
 
 
-async def _store(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[int]:
+async def store(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[int]:
     """Store several ingest calls' calls (a group commit), roll-ups kept current."""
     async with rollups.maintained(conn, traces_of=touches(ingestions)):
         return await write(conn, ingestions)
