@@ -297,7 +297,7 @@ class _Checkpointer:
 
 
 # Temporary tables in memory: each group's roll-up delta is bounded (rollups.Maintenance
-# applies it every few thousand traces), and as a file it cost a fifth of a group at 1M traces.
+# applies it every ``APPLY_EVERY`` rows), and as a file it cost a fifth of a group at 1M traces.
 _GROUPED_WRITER_PRAGMAS = ("temp_store=MEMORY",)
 
 
