@@ -32,7 +32,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agentcost.settings import Settings
-from agentcost.sqlite_driver import READ_BEGIN, OneTripDBAPI
+from agentcost.sqlite_driver import BUSY_TIMEOUT_MS, READ_BEGIN, OneTripDBAPI
 
 _WRITE = "agentcost_write"
 # Entries per group commit: enough to absorb every connection of a busy server, small enough
@@ -343,7 +343,7 @@ def _configure_sqlite(engine: AsyncEngine, extra_pragmas: Sequence[str]) -> None
         for pragma in (
             "journal_mode=WAL",
             "synchronous=FULL",
-            "busy_timeout=10000",
+            f"busy_timeout={BUSY_TIMEOUT_MS}",
             "foreign_keys=ON",
             f"wal_autocheckpoint={WAL_BACKSTOP_PAGES}",
             *extra_pragmas,
