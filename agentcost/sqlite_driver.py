@@ -86,32 +86,56 @@ def _execute(
 
 
 def _execute_inline(
-    connection: aiosqlite.Connection, begin: str | None, operation: str, parameters: Any
-) -> _Outcome | None:
-    """In the event loop's thread: ``_execute`` of a read, or None when it gave up (over the
-    budget, or it would have waited for a lock); SQLite then undid the statement and nothing
-    else, so it can run again in the thread, without ``begin``, which did run."""
+    connection: aiosqlite.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    budget: float | None,
+) -> tuple[_Outcome | None, str | None]:
+    """In the event loop's thread: ``_execute``, or no outcome when SQLite gave up (over the
+    ``budget``, or it would have waited for another connection's lock) and undid the statement,
+    which can then run again in the thread; with it, ``begin`` if that is still to run."""
     sqlite = connection._conn
-    deadline = time.perf_counter() + INLINE_BUDGET
-    sqlite.set_progress_handler(lambda: time.perf_counter() > deadline, _PROGRESS_STEPS)
+    if budget is not None:
+        deadline = time.perf_counter() + budget
+        sqlite.set_progress_handler(lambda: time.perf_counter() > deadline, _PROGRESS_STEPS)
     sqlite.execute("PRAGMA busy_timeout=0")
     try:
-        return _execute(connection, begin, operation, parameters, False)
-    except sqlite3.OperationalError as error:
-        if getattr(error, "sqlite_errorcode", 0) & 0xFF in _GIVE_UP:
-            return None
-        raise
+        if begin is not None:
+            try:
+                sqlite.execute(begin)
+            except sqlite3.OperationalError as error:
+                if _gave_up(error):
+                    return None, begin
+                raise
+        try:
+            return _execute(connection, None, operation, parameters, many), None
+        except sqlite3.OperationalError as error:
+            if _gave_up(error):
+                return None, None
+            raise
     finally:
-        sqlite.set_progress_handler(None, 0)
+        if budget is not None:
+            sqlite.set_progress_handler(None, 0)
         sqlite.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
+def _gave_up(error: sqlite3.OperationalError) -> bool:
+    return getattr(error, "sqlite_errorcode", 0) & 0xFF in _GIVE_UP
+
+
 async def _inline(
-    connection: aiosqlite.Connection, begin: str | None, operation: str, parameters: Any
-) -> _Outcome | None:
+    connection: aiosqlite.Connection,
+    begin: str | None,
+    operation: str,
+    parameters: Any,
+    many: bool,
+    budget: float | None,
+) -> tuple[_Outcome | None, str | None]:
     """``_execute_inline`` as a coroutine that never suspends: SQLAlchemy's async engine takes
     a statement that awaited nothing for a driver that is not async, and refuses it."""
-    return _execute_inline(connection, begin, operation, parameters)
+    return _execute_inline(connection, begin, operation, parameters, many, budget)
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -153,9 +177,11 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             adapted.reading = begin == READ_BEGIN
         try:
             outcome = None
-            if adapted.reading and not many:
-                outcome = await_(_inline(self._connection, begin, operation, parameters))
-                begin = None
+            if adapted.reading or adapted.inline_writes:
+                budget = INLINE_BUDGET if adapted.reading else None
+                outcome, begin = await_(
+                    _inline(self._connection, begin, operation, parameters, many, budget)
+                )
             if outcome is None:
                 outcome = await_(self._run_async(begin, operation, parameters, many))
         except Exception as error:
@@ -179,13 +205,17 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("pending_begin", "reading")
+    __slots__ = ("inline_writes", "pending_begin", "reading")
     _cursor_cls = OneTripCursor
 
     def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
         super().__init__(dbapi, connection)
         self.pending_begin: str | None = None
         self.reading = False  # the open transaction began as a read (deferred BEGIN)
+        # Write statements in the event loop's thread too, with no budget (SQLite undoes the
+        # whole transaction of a write it stops); COMMIT, which waits for the disk, stays in
+        # the connection's thread.
+        self.inline_writes = False
 
     def begin_on_next_statement(self, begin: str) -> None:
         """Open the transaction with ``begin`` (BEGIN, BEGIN IMMEDIATE) in the same call as

@@ -61,7 +61,7 @@ async def _stored_ids(db: Database) -> set[str]:
 async def test_concurrent_writes_share_one_commit_and_get_their_own_results(db: Database) -> None:
     group_sizes.clear()
     ids = [f"f{i}" for i in range(40)]
-    results = await asyncio.gather(*(db.write_grouped(_plain_insert, i) for i in ids))
+    results = await asyncio.gather(*(db.write_grouped(_plain_insert, i, rows=1) for i in ids))
     assert results == [f"stored {i}" for i in ids]
     assert await _stored_ids(db) == set(ids)
     assert max(group_sizes) > 1  # queued together, committed together
@@ -71,7 +71,7 @@ async def test_a_failing_item_fails_alone_in_python(db: Database) -> None:
     group_sizes.clear()
     ids = ["a", "b", "bad", "c"]
     results = await asyncio.gather(
-        *(db.write_grouped(_refuse_bad, i) for i in ids), return_exceptions=True
+        *(db.write_grouped(_refuse_bad, i, rows=1) for i in ids), return_exceptions=True
     )
     assert results[:2] == ["a", "b"] and results[3] == "c"
     assert isinstance(results[2], ValueError) and str(results[2]) == "bad item"
@@ -80,9 +80,9 @@ async def test_a_failing_item_fails_alone_in_python(db: Database) -> None:
 
 
 async def test_a_failing_item_fails_alone_in_the_database(db: Database) -> None:
-    await db.write_grouped(_plain_insert, "taken")
+    await db.write_grouped(_plain_insert, "taken", rows=1)
     results = await asyncio.gather(
-        *(db.write_grouped(_plain_insert, i) for i in ("x", "taken", "y")),
+        *(db.write_grouped(_plain_insert, i, rows=1) for i in ("x", "taken", "y")),
         return_exceptions=True,
     )
     assert results[0] == "stored x" and results[2] == "stored y"
@@ -97,23 +97,28 @@ async def test_a_cancelled_waiter_leaves_the_writer_working(db: Database) -> Non
         await release.wait()
         return await _plain_insert(conn, ids)
 
-    first = asyncio.create_task(db.write_grouped(blocked, "first"))
+    first = asyncio.create_task(db.write_grouped(blocked, "first", rows=1))
     await asyncio.sleep(0.05)  # the writer now holds "first"
-    waiting = asyncio.create_task(db.write_grouped(_plain_insert, "gone"))
+    waiting = asyncio.create_task(db.write_grouped(_plain_insert, "gone", rows=1))
     await asyncio.sleep(0.01)
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
     release.set()
     assert await asyncio.wait_for(first, 10) == "stored first"
-    assert await asyncio.wait_for(db.write_grouped(_plain_insert, "after"), 10) == "stored after"
+    assert (
+        await asyncio.wait_for(db.write_grouped(_plain_insert, "after", rows=1), 10)
+        == "stored after"
+    )
     assert await _stored_ids(db) == {"first", "after"}  # a cancelled, untaken item is skipped
 
 
 async def test_dispose_answers_queued_writes_first(settings: Any) -> None:
     db = Database.from_settings(settings)
     await upgrade(db)
-    pending = [asyncio.create_task(db.write_grouped(_plain_insert, f"d{i}")) for i in range(5)]
+    pending = [
+        asyncio.create_task(db.write_grouped(_plain_insert, f"d{i}", rows=1)) for i in range(5)
+    ]
     await asyncio.sleep(0)
     await asyncio.wait_for(db.dispose(), 10)
     assert [t.result() for t in pending] == [f"stored d{i}" for i in range(5)]

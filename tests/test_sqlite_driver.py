@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcost.db import Database
+from agentcost.db import INLINE_ROWS, Database
 
 pytestmark = pytest.mark.anyio
 
@@ -36,9 +36,11 @@ def trips(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     made: list[str] = []
     original = aiosqlite.Connection._execute
 
-    async def counted(self: aiosqlite.Connection, fn: object, *args: object) -> object:
+    async def counted(
+        self: aiosqlite.Connection, fn: object, *args: object, **kwargs: object
+    ) -> object:
         made.append(getattr(fn, "__name__", repr(fn)))
-        return await original(self, fn, *args)
+        return await original(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
     return made
@@ -76,6 +78,19 @@ async def test_a_read_over_the_budget_runs_again_in_the_thread(
 async def _count(db: Database) -> int:
     async with db.read() as conn:
         return (await conn.execute(text("SELECT count(*) FROM t"))).scalar_one()
+
+
+@pytest.mark.parametrize("rows", [1, INLINE_ROWS, INLINE_ROWS + 1])
+async def test_a_small_group_writes_in_the_loop_and_commits_in_the_thread(
+    db: Database, trips: list[str], rows: int
+) -> None:
+    names = [f"n{i}" for i in range(rows)]
+    await db.rehearse((_insert_lists, ["warm"]))  # the writer's connection exists
+    trips.clear()
+    assert await db.write_grouped(_insert_lists, names, rows=rows) == names
+    # Only COMMIT waits for the disk in the thread; a bigger group's statements go there too.
+    assert trips == (["commit"] if rows <= INLINE_ROWS else ["_execute", "commit"])
+    assert await _count(db) == rows
 
 
 async def test_a_transaction_without_statements_costs_no_trip(
@@ -133,7 +148,7 @@ async def test_commits_reach_the_database_file_by_the_background_checkpoint(
 ) -> None:
     """The WAL is copied into the file beside the commits: with the connections' own checkpoint
     thousands of pages away, only the checkpointer thread can have put these rows there."""
-    await asyncio.gather(*(db.write_grouped(_insert_names, f"n{i}") for i in range(20)))
+    await asyncio.gather(*(db.write_grouped(_insert_names, f"n{i}", rows=1) for i in range(20)))
     copied = tmp_path / "file-only.db"
     deadline = time.monotonic() + 10
     while True:
@@ -149,6 +164,12 @@ async def test_commits_reach_the_database_file_by_the_background_checkpoint(
 async def _insert_names(conn: AsyncConnection, names: Sequence[str]) -> list[str]:
     await conn.execute(text("INSERT INTO t (name) VALUES (:name)"), [{"name": n} for n in names])
     return list(names)
+
+
+async def _insert_lists(conn: AsyncConnection, lists: Sequence[list[str]]) -> list[list[str]]:
+    """Each item is a list of names (one row each)."""
+    await _insert_names(conn, [name for names in lists for name in names])
+    return list(lists)
 
 
 def _names_in(path: Path) -> set[str]:

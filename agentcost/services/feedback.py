@@ -88,7 +88,7 @@ async def submit(
     _reject_repeated_ids(items)
     now = utcnow()
     submission = prepare(org_id, items, now)
-    stored = await db.write_grouped(store, submission)
+    stored = await db.write_grouped(store, submission, rows=len(submission.rows))
     # created_at is only ever set on insert, so it equals this call's clock exactly when new.
     return [
         (_public(row, created_at), created_at == now)

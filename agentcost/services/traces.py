@@ -212,7 +212,7 @@ async def ingest(db: Database, *, org_id: str, events: Sequence[TraceEvent]) -> 
     if not events:
         raise InvalidInput.single("events", "must hold at least one event")
     ingestion = prepare(org_id, events, utcnow())
-    accepted = await db.write_grouped(store, ingestion)
+    accepted = await db.write_grouped(store, ingestion, rows=len(ingestion.rows))
     return IngestResult(
         accepted=accepted,
         duplicates=len(events) - accepted,
