@@ -55,10 +55,12 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        value = as_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return None if value is None else as_utc(value)
+
+    def bind_processor(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return _sqlite_datetime_text
+        return super().bind_processor(dialect)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return None if value is None else as_utc(value)
@@ -72,6 +74,17 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def _sqlite_datetime_text(value: datetime | None) -> str | None:
+    """The text SQLAlchemy stores for a SQLite DATETIME ('YYYY-MM-DD HH:MM:SS.ffffff', here in
+    UTC), made by one C call: its own formatting of seven fields was an eighth of a 1,000-event
+    batch's time in the event loop (eight dates a call)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
 
 
 def utcnow() -> datetime:
