@@ -62,7 +62,7 @@ def _execute(
     many: bool,
 ) -> _Outcome:
     """The statement (once, or once per parameter set) and, when it returns rows, all of them;
-    in the connection's thread, or for a read in the loop's (``_execute_inline``)."""
+    in the connection's thread, or in the loop's (``_execute_inline``)."""
     sqlite = connection._conn
     cursor = sqlite.cursor()
     try:
@@ -85,7 +85,7 @@ def _execute(
         cursor.close()
 
 
-def _execute_inline(
+async def _execute_inline(
     connection: aiosqlite.Connection,
     begin: str | None,
     operation: str,
@@ -95,7 +95,10 @@ def _execute_inline(
 ) -> tuple[_Outcome | None, str | None]:
     """In the event loop's thread: ``_execute``, or no outcome when SQLite gave up (over the
     ``budget``, or it would have waited for another connection's lock) and undid the statement,
-    which can then run again in the thread; with it, ``begin`` if that is still to run."""
+    which can then run again in the thread; with it, ``begin`` if that is still to run.
+
+    A coroutine that never suspends: SQLAlchemy's async engine refuses a statement that awaited
+    nothing, as it would for a driver that is not async."""
     sqlite = connection._conn
     if budget is not None:
         deadline = time.perf_counter() + budget
@@ -123,19 +126,6 @@ def _execute_inline(
 
 def _gave_up(error: sqlite3.OperationalError) -> bool:
     return getattr(error, "sqlite_errorcode", 0) & 0xFF in _GIVE_UP
-
-
-async def _inline(
-    connection: aiosqlite.Connection,
-    begin: str | None,
-    operation: str,
-    parameters: Any,
-    many: bool,
-    budget: float | None,
-) -> tuple[_Outcome | None, str | None]:
-    """``_execute_inline`` as a coroutine that never suspends: SQLAlchemy's async engine takes
-    a statement that awaited nothing for a driver that is not async, and refuses it."""
-    return _execute_inline(connection, begin, operation, parameters, many, budget)
 
 
 class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
@@ -180,7 +170,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             if adapted.reading or adapted.inline_writes:
                 budget = INLINE_BUDGET if adapted.reading else None
                 outcome, begin = await_(
-                    _inline(self._connection, begin, operation, parameters, many, budget)
+                    _execute_inline(self._connection, begin, operation, parameters, many, budget)
                 )
             if outcome is None:
                 outcome = await_(self._run_async(begin, operation, parameters, many))
