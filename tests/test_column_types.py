@@ -1,5 +1,6 @@
 """UTCDateTime on SQLite: the text it stores is exactly SQLAlchemy's own DATETIME text of the
-same instant in UTC (stored rows, comparisons and roll-up buckets all read that text)."""
+same instant in UTC (stored rows, comparisons and roll-up buckets all read that text), and it
+reads that text back as the same aware instant."""
 
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -29,3 +30,19 @@ def test_sqlite_text_is_sqlalchemys_datetime_text_in_utc(value: datetime) -> Non
     naive_utc = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
     assert ours(value) == theirs(naive_utc)
     assert ours(None) is None
+
+
+@pytest.mark.parametrize("value", INSTANTS)
+def test_sqlite_text_reads_back_as_the_same_aware_instant(value: datetime) -> None:
+    dialect = sqlite.dialect()
+    column_type = UTCDateTime()
+    write = column_type.bind_processor(dialect)
+    read = column_type.result_processor(dialect, None)
+    theirs = DATETIME().result_processor(dialect, None)
+    assert theirs is not None
+    text = write(value)
+    expected = value if value.tzinfo else value.replace(tzinfo=UTC)
+    assert read(text) == expected
+    assert read(text).tzinfo is UTC
+    assert read(text) == theirs(text).replace(tzinfo=UTC)
+    assert read(None) is None

@@ -36,15 +36,22 @@ class Loaders:
     async def prefetch_nested(self, trace_ids: list[str], fields: Collection[str]) -> None:
         """Load the nested fields a page of traces asks for before its per-trace resolvers run,
         all kinds side by side: each resolver then finds its value already loaded instead of
-        waiting on a batch its own tick schedules (measured: a 50-trace page 11 % faster)."""
+        waiting on a batch its own tick schedules (measured: a 50-trace page 11 % faster).
+
+        The loaders' own functions run once per kind and their answers prime the caches, where
+        ``load_many`` would make a future and a batch entry per trace and gather them (on a
+        50-trace page, 150 of each)."""
         loaders = {
             "calls": self.calls_of_trace,
             "feedback": self.feedback_of_trace,
             "score": self.score,
         }
-        wanted = [loader.load_many(trace_ids) for name, loader in loaders.items() if name in fields]
-        if trace_ids and wanted:
-            await asyncio.gather(*wanted)
+        wanted = [loader for name, loader in loaders.items() if name in fields]
+        if not trace_ids or not wanted:
+            return
+        answers = await asyncio.gather(*(loader.load_fn(trace_ids) for loader in wanted))
+        for loader, values in zip(wanted, answers, strict=True):
+            loader.prime_many(dict(zip(trace_ids, values, strict=True)))
 
 
 def loaded(loader: DataLoader[K, V], key: K, convert: Callable[[V], R]) -> R | Awaitable[R]:
