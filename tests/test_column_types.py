@@ -46,3 +46,8 @@ def test_sqlite_text_reads_back_as_the_same_aware_instant(value: datetime) -> No
     assert read(text).tzinfo is UTC
     assert read(text) == theirs(text).replace(tzinfo=UTC)
     assert read(None) is None
+
+
+def test_sqlite_text_with_an_offset_of_its_own_reads_as_that_instant() -> None:
+    read = UTCDateTime().result_processor(sqlite.dialect(), None)
+    assert read("2026-03-01 06:32:03.000004+05:30") == datetime(2026, 3, 1, 1, 2, 3, 4, tzinfo=UTC)
