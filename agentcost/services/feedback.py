@@ -26,7 +26,7 @@ from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
 from agentcost.services.ids import time_ordered_uuids
-from agentcost.services.sql import feedback, insert_for, traces
+from agentcost.services.sql import feedback, insert_for, of_traces, trace_params, traces
 
 _FEEDBACK_CURSOR = "feedback"
 _REPLACED = ("trace_id", "call_id", "score", "comment", "source", "user_id", "tags", "metadata")
@@ -294,6 +294,14 @@ def feedback_cursor(item: FeedbackPublic) -> str:
     return cursors.encode(_FEEDBACK_CURSOR, item.created_at, item.id)
 
 
+_OF_TRACES = (
+    select(feedback)
+    .where(*of_traces(feedback))
+    # trace_id first: the index order, so no plan sorts all of the org's votes
+    .order_by(feedback.c.trace_id, feedback.c.created_at, feedback.c.id)
+)
+
+
 async def for_traces(
     db: Database, *, org_id: str, trace_ids: Sequence[str]
 ) -> dict[str, list[FeedbackPublic]]:
@@ -302,14 +310,7 @@ async def for_traces(
     if not trace_ids:
         return result
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(feedback)
-                .where(feedback.c.org_id == org_id, feedback.c.trace_id.in_(set(trace_ids)))
-                # trace_id first: the index order, so no plan sorts all of the org's votes
-                .order_by(feedback.c.trace_id, feedback.c.created_at, feedback.c.id)
-            )
-        ).mappings()
+        rows = (await conn.execute(_OF_TRACES, trace_params(org_id, trace_ids))).mappings()
         for row in rows:
             result[row["trace_id"]].append(FeedbackPublic.model_validate(row))
     return result

@@ -39,7 +39,7 @@ from agentcost.services.rollups import (
     rollups,
     to_nanos,
 )
-from agentcost.services.sql import calls, count_where, feedback, traces
+from agentcost.services.sql import calls, count_where, feedback, of_traces, trace_params, traces
 
 _Z = 1.959963984540054  # two-sided 95 %
 
@@ -508,6 +508,18 @@ def _moment(bucket: int) -> datetime:
     return EPOCH + bucket * _BUCKET
 
 
+_SCORES = (
+    select(
+        feedback.c.trace_id,
+        func.count(),
+        count_where(feedback.c.score == 1),
+        count_where(feedback.c.score == -1),
+    )
+    .where(*of_traces(feedback))
+    .group_by(feedback.c.trace_id)
+)
+
+
 async def trace_scores(
     db: Database, *, org_id: str, trace_ids: Sequence[str]
 ) -> dict[str, TraceScore]:
@@ -515,18 +527,10 @@ async def trace_scores(
     result = {t: _score(t, 0, 0, 0) for t in trace_ids}
     if not trace_ids:
         return result
-    stmt = (
-        select(
-            feedback.c.trace_id,
-            func.count(),
-            count_where(feedback.c.score == 1),
-            count_where(feedback.c.score == -1),
-        )
-        .where(feedback.c.org_id == org_id, feedback.c.trace_id.in_(set(trace_ids)))
-        .group_by(feedback.c.trace_id)
-    )
     async with db.read() as conn:
-        for trace_id, total, pos, neg in await conn.execute(stmt):
+        for trace_id, total, pos, neg in await conn.execute(
+            _SCORES, trace_params(org_id, trace_ids)
+        ):
             result[trace_id] = _score(trace_id, int(total), int(pos), int(neg))
     return result
 

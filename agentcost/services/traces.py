@@ -35,7 +35,15 @@ from agentcost.services.filters import (
     trace_conditions,
 )
 from agentcost.services.ids import time_ordered_uuids
-from agentcost.services.sql import calls, feedback, insert_for, json_merge, traces
+from agentcost.services.sql import (
+    calls,
+    feedback,
+    insert_for,
+    json_merge,
+    of_traces,
+    trace_params,
+    traces,
+)
 
 _TRACE_CURSOR = "trace"
 _COST_CURSOR = "trace-cost"
@@ -300,6 +308,14 @@ async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:
     return trace_public(row)
 
 
+_TRACES_BY_ID = select(traces).where(*of_traces(traces))
+_CALLS_OF_TRACES = (
+    select(calls)
+    .where(*of_traces(calls))
+    .order_by(calls.c.trace_id, calls.c.timestamp, calls.c.call_id)
+)
+
+
 async def get_traces(
     db: Database, *, org_id: str, trace_ids: Sequence[str]
 ) -> dict[str, TracePublic]:
@@ -307,13 +323,7 @@ async def get_traces(
     if not trace_ids:
         return {}
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(traces).where(
-                    traces.c.org_id == org_id, traces.c.trace_id.in_(set(trace_ids))
-                )
-            )
-        ).mappings()
+        rows = (await conn.execute(_TRACES_BY_ID, trace_params(org_id, trace_ids))).mappings()
         return {row["trace_id"]: trace_public(row) for row in rows}
 
 
@@ -384,13 +394,7 @@ async def get_calls(
     if not trace_ids:
         return result
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(calls)
-                .where(calls.c.org_id == org_id, calls.c.trace_id.in_(set(trace_ids)))
-                .order_by(calls.c.trace_id, calls.c.timestamp, calls.c.call_id)
-            )
-        ).mappings()
+        rows = (await conn.execute(_CALLS_OF_TRACES, trace_params(org_id, trace_ids))).mappings()
         for row in rows:
             result[row["trace_id"]].append(CallPublic.model_validate(row))
     return result
