@@ -26,7 +26,14 @@ from agentcost.services import traces as traces_service
 from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
 from agentcost.services.ids import time_ordered_uuids
-from agentcost.services.sql import feedback, insert_for, of_traces, trace_params, traces
+from agentcost.services.sql import (
+    JsonRows,
+    feedback,
+    insert_for,
+    of_traces,
+    trace_params,
+    traces,
+)
 
 _FEEDBACK_CURSOR = "feedback"
 _REPLACED = ("trace_id", "call_id", "score", "comment", "source", "user_id", "tags", "metadata")
@@ -97,15 +104,18 @@ async def submit(
 
 
 @cache
-def _upsert(dialect: str, *, dated: bool) -> Any:
+def _upsert(dialect: str, *, dated: bool) -> tuple[Any, JsonRows]:
     """Built once per dialect and kind: building ON CONFLICT clauses costs more than running
-    them. ``dated`` rows replace the stored date as well."""
-    stmt = insert_for(dialect, feedback)
+    them. ``dated`` rows replace the stored date as well. The rows come as one JSON parameter
+    (see ``JsonRows``)."""
+    rows = JsonRows(dialect, feedback)
+    stmt = insert_for(dialect, feedback).from_select(rows.columns, rows.select)
     replaced = (*_REPLACED, "updated_at", *(("created_at",) if dated else ()))
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[feedback.c.org_id, feedback.c.id],
         set_={name: stmt.excluded[name] for name in replaced},
     ).returning(feedback.c.id, feedback.c.created_at)
+    return upsert, rows
 
 
 async def store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
@@ -148,8 +158,8 @@ async def write(conn: AsyncConnection, submissions: Sequence[Submission]) -> lis
             rows = [row for row in batch if (id(row) in dated) is kind]
             if not rows:
                 continue
-            upsert = _upsert(conn.dialect.name, dated=kind)
-            returned = dict((await conn.execute(upsert, rows)).all())
+            upsert, json_rows = _upsert(conn.dialect.name, dated=kind)
+            returned = dict((await conn.execute(upsert, json_rows.params(rows))).all())
             for row in rows:
                 created[id(row)] = returned[row["id"]]
     return [[created[id(row)] for row in s.rows] for s in submissions]

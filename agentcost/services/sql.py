@@ -1,16 +1,18 @@
 """SQL spellings that differ between SQLite and PostgreSQL, so services stay dialect-free."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case, func
-from sqlalchemy.dialects import postgresql, sqlite
+from pydantic_core import to_json
+from sqlalchemy import Select, Table, bindparam, case, cast, func, literal_column, select, true
+from sqlalchemy.dialects import postgresql, registry, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FunctionElement
-from sqlalchemy.types import JSON, BigInteger, Boolean, NullType
+from sqlalchemy.types import JSON, BigInteger, Boolean, NullType, Text
 
-from agentcost.models import Call, Feedback, Trace
+from agentcost.models import Call, Feedback, Trace, UTCDateTime
 
 traces: Table = Trace.__table__  # type: ignore[attr-defined]
 calls: Table = Call.__table__  # type: ignore[attr-defined]
@@ -29,6 +31,38 @@ def of_traces(table: Table) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
 
 def trace_params(org_id: str, trace_ids: Sequence[str]) -> dict[str, Any]:
     return {"org_id": org_id, "trace_ids": list(set(trace_ids))}
+
+
+class JsonRows:
+    """All the rows of one write to ``table`` as one parameter: a JSON array of arrays, each
+    row's values in column order, which the database takes apart (``select``) for an INSERT ...
+    SELECT.
+
+    SQLAlchemy processes each value of each row of an ``executemany`` in Python, in the event
+    loop; here Python only encodes the array (pydantic's encoder, Rust) and the database parses
+    it. On SQLite that parse costs about what it saves (a 1,000-event batch: 4 ms less in the
+    loop, 4 ms more in SQLite), but a batch runs in its connection's thread beside the loop:
+    1,000-event trace batches 10-13 % faster on SQLite and 29 % on PostgreSQL, feedback batches
+    5-10 % on SQLite; single writes alike. Dates go as the column type binds them on SQLite
+    (its stored text), as ISO 8601 with their offset on PostgreSQL.
+    """
+
+    def __init__(self, dialect: str, table: Table) -> None:
+        self.columns = [column.name for column in table.c]
+        self.select = _json_rows_select(dialect, table, self.columns)
+        dates = [i for i, column in enumerate(table.c) if isinstance(column.type, UTCDateTime)]
+        processor = UTCDateTime().bind_processor(registry.load(dialect)())
+        self._convert = [(index, processor) for index in dates] if dialect == "sqlite" else []
+
+    def params(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        columns, convert = self.columns, self._convert
+        values = []
+        for row in rows:
+            value = [row[name] for name in columns]
+            for index, processor in convert:
+                value[index] = processor(value[index])
+            values.append(value)
+        return {"rows": to_json(values).decode()}
 
 
 def insert_for(dialect: str, table: Table) -> Any:
@@ -131,3 +165,28 @@ def _epoch_seconds_sqlite(element: epoch_seconds, compiler: Any, **kw: Any) -> s
 def _epoch_seconds_pg(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
     moment = compiler.process(element.clauses, **kw)
     return f"CAST(floor(extract(epoch FROM {moment})) AS BIGINT)"
+
+
+def _json_rows_select(dialect: str, table: Table, columns: list[str]) -> Select[Any]:
+    rows = bindparam("rows", type_=Text)
+    if dialect == "postgresql":
+        source = func.jsonb_array_elements(cast(rows, JSONB)).table_valued("value")
+    else:
+        source = func.json_each(rows).table_valued("value")
+    value = source.c.value
+
+    def field(index: int, name: str) -> Any:
+        column = table.c[name]
+        position = literal_column(str(index))
+        if dialect != "postgresql":
+            return value.op("->>")(position)  # SQLite's own value: text, integer, real, JSON text
+        if isinstance(column.type, JSON):
+            return cast(value.op("->")(position), JSONB)
+        return cast(value.op("->>")(position), column.type)
+
+    # WHERE true: SQLite's parser needs it to tell an upsert's ON CONFLICT from a join's ON.
+    return (
+        select(*(field(i, name).label(name) for i, name in enumerate(columns)))
+        .select_from(source)
+        .where(true())
+    )

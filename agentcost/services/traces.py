@@ -36,6 +36,7 @@ from agentcost.services.filters import (
 )
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
+    JsonRows,
     calls,
     feedback,
     insert_for,
@@ -142,9 +143,11 @@ def _rank(cost: float | None) -> float:
 
 
 @cache
-def _trace_upsert(dialect: str) -> Any:
-    """Built once per dialect: building its CASE clauses costs more than running it."""
-    stmt = insert_for(dialect, traces)
+def _trace_upsert(dialect: str) -> tuple[Any, JsonRows]:
+    """Built once per dialect: building its CASE clauses costs more than running it. The rows
+    come as one JSON parameter (see ``JsonRows``)."""
+    rows = JsonRows(dialect, traces)
+    stmt = insert_for(dialect, traces).from_select(rows.columns, rows.select)
     new, old = stmt.excluded, traces.c
 
     def keep_first(name: str) -> Any:
@@ -160,7 +163,7 @@ def _trace_upsert(dialect: str) -> Any:
         new_rank > old_rank,
         and_(new_rank == old_rank, new.primary_at < func.coalesce(old.primary_at, new.primary_at)),
     )
-    return stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[old.org_id, old.trace_id],
         set_={
             **{n: keep_first(n) for n in ("name", "session_id", "agent_id", "user_id")},
@@ -195,15 +198,20 @@ def _trace_upsert(dialect: str) -> Any:
             "updated_at": new.updated_at,
         },
     )
+    return upsert, rows
 
 
 @cache
-def _call_insert(dialect: str) -> Any:
-    return (
+def _call_insert(dialect: str) -> tuple[Any, JsonRows]:
+    """The calls of a write as one JSON parameter (see ``JsonRows``), new ones returned."""
+    rows = JsonRows(dialect, calls)
+    stmt = (
         insert_for(dialect, calls)
+        .from_select(rows.columns, rows.select)
         .on_conflict_do_nothing(index_elements=[calls.c.org_id, calls.c.trace_id, calls.c.call_id])
         .returning(calls.c.org_id, calls.c.trace_id, calls.c.call_id)
     )
+    return stmt, rows
 
 
 @dataclass(slots=True)
@@ -262,14 +270,15 @@ async def write(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[
     for index, ingestion in enumerate(ingestions):
         for key in ingestion.rows:
             owner.setdefault((ingestion.org_id, *key), index)
-    values = [
-        {k: v for k, v in row.values.items() if not k.startswith("_")}
+    values = (
+        row.values
         for index, ingestion in enumerate(ingestions)
         for key, row in ingestion.rows.items()
         if owner[(ingestion.org_id, *key)] == index
-    ]
+    )
     dialect = conn.dialect.name
-    returned = (await conn.execute(_call_insert(dialect), values)).all()
+    call_insert, call_rows = _call_insert(dialect)
+    returned = (await conn.execute(call_insert, call_rows.params(values))).all()
     inserted = {(org_id, trace_id, call_id) for org_id, trace_id, call_id in returned}
     accepted = [0] * len(ingestions)
     by_trace: dict[tuple[str, str], list[_CallRow]] = defaultdict(list)
@@ -282,13 +291,12 @@ async def write(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[
                 by_trace[ingestion.org_id, key[0]].append(row)
                 latest[ingestion.org_id, key[0]] = ingestion.now
     if by_trace:
-        await conn.execute(
-            _trace_upsert(dialect),
-            [
-                _rollup(org_id, trace_rows, latest[org_id, trace_id])
-                for (org_id, trace_id), trace_rows in by_trace.items()
-            ],
+        trace_upsert, trace_rows = _trace_upsert(dialect)
+        rolled_up = (
+            _rollup(org_id, rows, latest[org_id, trace_id])
+            for (org_id, trace_id), rows in by_trace.items()
         )
+        await conn.execute(trace_upsert, trace_rows.params(rolled_up))
     return accepted
 
 

@@ -67,6 +67,30 @@ async def test_submit_stores_every_field(db: Database) -> None:
     assert got.created_at.tzinfo is not None
 
 
+async def test_awkward_text_and_numbers_are_stored_exactly(db: Database) -> None:
+    """Rows reach the database as one JSON document (services.sql.JsonRows)."""
+    o = org()
+    text = 'naïve "quoted" \\back\\slash\n\ttab 🚀 \u2028 </script>'
+    metadata = {"text": text, "float": 0.1 + 0.2, "nested": {"list": [None, True, 2**53 + 1]}}
+    [(saved, _)] = await submit(
+        db,
+        o,
+        {
+            "id": "f'1",
+            "trace_id": text,
+            "score": 0,
+            "comment": text,
+            "tags": [text, "b"],
+            "metadata": metadata,
+            "user_id": text,
+        },
+    )
+    got = await feedback.get(db, org_id=o, feedback_id="f'1")
+    assert (got.trace_id, got.comment, got.user_id, got.tags) == (text, text, text, [text, "b"])
+    assert got.metadata == metadata
+    assert got == saved
+
+
 async def test_defaults(db: Database) -> None:
     o = org()
     [(saved, _)] = await submit(db, o, {"trace_id": "t", "score": 0})

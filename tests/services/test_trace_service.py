@@ -1,7 +1,7 @@
 """Trace ingestion and reads in the service layer: roll-ups, computed costs, idempotent calls."""
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -353,3 +353,63 @@ async def test_trace_detail_has_calls_feedback_and_score(db: Database) -> None:
     assert sorted(f.score for f in detail.feedback) == [-1, 1]
     assert (detail.score.total, detail.score.positive, detail.score.negative) == (2, 1, 1)
     assert detail.score.score == 0.0
+
+
+# Every value a write stores travels as one JSON document the database takes apart
+# (services.sql.JsonRows): it must come back exactly as sent, on both databases.
+AWKWARD_TEXT = 'naïve "quoted" \\back\\slash\n\ttab 🚀 \u2028 </script>'
+AWKWARD_META = {
+    "text": AWKWARD_TEXT,
+    "nested": {"list": [1, 2.5, None, True, False, "x"], "empty": {}},
+    "float": 0.1 + 0.2,
+    "big": 2**53 + 1,
+    "negative": -1e-300,
+}
+
+
+async def test_stored_values_come_back_exactly_as_sent(db: Database) -> None:
+    o = org()
+    sent = datetime(2025, 3, 1, 17, 30, 0, 123457, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    await ingest(
+        db,
+        o,
+        {
+            "trace_id": "exact",
+            "call_id": "c'1",
+            "project": AWKWARD_TEXT,
+            "name": "ünïcode name",
+            "model": UNKNOWN_MODEL,
+            "provider": "p",
+            "input_tokens": 999_999_999_999,
+            "output_tokens": 0,
+            "cost": 0.1 + 0.2,
+            "latency_ms": 1e-3,
+            "status": "error",
+            "error": AWKWARD_TEXT,
+            "agent_id": "a",
+            "session_id": "s",
+            "user_id": "u",
+            "metadata": {**AWKWARD_META, "prompt_id": "p-1", "prompt_version": 3},
+            "timestamp": sent,
+        },
+    )
+    [call] = (await traces.get_calls(db, org_id=o, trace_ids=["exact"]))["exact"]
+    assert (call.call_id, call.error, call.input_tokens, call.output_tokens) == (
+        "c'1",
+        AWKWARD_TEXT,
+        999_999_999_999,
+        0,
+    )
+    assert call.cost == 0.1 + 0.2 and call.latency_ms == 1e-3 and call.cost_computed is False
+    assert call.metadata == AWKWARD_META | {"prompt_id": "p-1", "prompt_version": 3}
+    assert call.timestamp == sent and call.timestamp.tzinfo == UTC
+    trace = await traces.get_trace(db, org_id=o, trace_id="exact")
+    assert (trace.project, trace.name, trace.prompt_id, trace.prompt_version) == (
+        AWKWARD_TEXT,
+        "ünïcode name",
+        "p-1",
+        3,
+    )
+    assert trace.cost == 0.1 + 0.2 and trace.input_tokens == 999_999_999_999
+    assert trace.started_at == trace.ended_at == sent
+    assert trace.metadata == call.metadata
