@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agentcost import __version__, pricing
 from agentcost.db import Database
-from agentcost.graphql_api import create_graphql_router
+from agentcost.graphql_api import install_graphql
 from agentcost.migrate import upgrade
 from agentcost.rest_api import install_error_handlers, router
 from agentcost.rest_api.deps import AuthState
@@ -64,6 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
         )
     app.include_router(router)
-    app.include_router(create_graphql_router())
+    install_graphql(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=True), name="static")
     return app

@@ -3,7 +3,7 @@
 Never rename this package ``graphql``: that would shadow graphql-core and break Strawberry.
 """
 
-from agentcost.graphql_api.router import create_graphql_router
+from agentcost.graphql_api.router import install_graphql
 from agentcost.graphql_api.schema import schema
 
-__all__ = ["create_graphql_router", "schema"]
+__all__ = ["install_graphql", "schema"]

@@ -2,11 +2,9 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated
 
 import strawberry
-from fastapi import Depends, Request
-from strawberry.fastapi import BaseContext
+from fastapi import Request
 from strawberry.types.nodes import SelectedField, Selection
 
 from agentcost.db import Database
@@ -17,7 +15,7 @@ from agentcost.services.auth import Principal
 
 
 @dataclass
-class Context(BaseContext):
+class Context:
     """The database, the authenticated caller, and this request's own DataLoaders."""
 
     db: Database
@@ -60,11 +58,8 @@ def _is_ide_page(request: Request) -> bool:
 
 
 async def get_context(request: Request) -> Context:
-    """FastAPI dependency: the same authentication as REST; failures answer 401 like REST.
-
-    It reads the request itself rather than through sub-dependencies: FastAPI solves each
-    dependency and header parameter anew per request, and GraphQL routes need no OpenAPI.
-    """
+    """The same authentication as REST; failures answer 401 like REST (the app's error
+    handlers see the exception)."""
     db = await get_db(request)
     if _is_ide_page(request):
         return Context(db=db, principal=None)
@@ -76,9 +71,6 @@ async def get_context(request: Request) -> Context:
         token_secret=await state.token_secret(db),
         token_ttl=state.settings.feedback_token_ttl,
     )
-
-
-ContextDep = Annotated[Context, Depends(get_context)]
 
 
 def selected_under(info: Info, *path: str) -> set[str]:

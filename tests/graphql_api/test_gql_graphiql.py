@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from agentcost.graphql_api import create_graphql_router
+from agentcost.graphql_api import install_graphql
 from agentcost.rest_api.deps import AuthState
 from agentcost.settings import Settings
 from agentcost.web import graphiql
@@ -81,7 +81,7 @@ async def test_without_assets_the_page_says_how_to_fetch_them(tmp_path: Path) ->
     app.state.db = None
     app.state.settings = settings
     app.state.auth = AuthState(settings)
-    app.include_router(create_graphql_router(vendor_dir=tmp_path / "vendor"))
+    install_graphql(app, vendor_dir=tmp_path / "vendor")
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         page = await client.get("/graphql", headers=HTML)
