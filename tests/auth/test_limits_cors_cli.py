@@ -58,6 +58,22 @@ async def test_rate_limit_per_key(limited: httpx.AsyncClient, db: Database) -> N
     assert (r.status_code, r.json()) == (200, [])
 
 
+async def test_rate_limit_covers_graphql(limited: httpx.AsyncClient, db: Database) -> None:
+    """/graphql takes from the same budget as REST and answers 429 the same way."""
+    key, _ = await auth.create_key(db, org_id="acme", scope=Scope.ADMIN)
+    headers = {"Authorization": f"Bearer {key}"}
+    query = {"query": "{ traces(first: 1) { edges { cursor } } }"}
+    assert (await limited.get("/api/traces", headers=headers)).status_code == 200
+    codes = [
+        (await limited.post("/graphql", json=query, headers=headers)).status_code for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    r = await limited.post("/graphql", json=query, headers=headers)
+    assert r.status_code == 429
+    assert int(r.headers["Retry-After"]) >= 1
+    assert "rate limit exceeded" in r.json()["detail"]
+
+
 def test_token_bucket_refills() -> None:
     limiter = RateLimiter(per_minute=60)
     for _ in range(60):
