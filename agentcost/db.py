@@ -343,13 +343,11 @@ def _create_engine(
         # The group-commit writer needs one connection: its transactions take turns anyway.
         **({"pool_size": 1, "max_overflow": 0} if grouped_writer else {}),
     )
-    _configure_sqlite(engine, grouped_writer=grouped_writer)
+    _configure_sqlite(engine, _GROUPED_WRITER_PRAGMAS if grouped_writer else ())
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine, *, grouped_writer: bool) -> None:
-    extra_pragmas = _GROUPED_WRITER_PRAGMAS if grouped_writer else ()
-
+def _configure_sqlite(engine: AsyncEngine, extra_pragmas: Sequence[str]) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control from the driver so BEGIN is ours to emit (see _on_begin).

@@ -29,7 +29,6 @@ from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
     JsonRows,
     feedback,
-    insert_for,
     of_traces,
     trace_params,
     traces,
@@ -109,7 +108,7 @@ def _upsert(dialect: str, *, dated: bool) -> tuple[Any, JsonRows]:
     them. ``dated`` rows replace the stored date as well. The rows come as one JSON parameter
     (see ``JsonRows``)."""
     rows = JsonRows(dialect, feedback)
-    stmt = insert_for(dialect, feedback).from_select(rows.columns, rows.select)
+    stmt = rows.insert()
     replaced = (*_REPLACED, "updated_at", *(("created_at",) if dated else ()))
     upsert = stmt.on_conflict_do_update(
         index_elements=[feedback.c.org_id, feedback.c.id],

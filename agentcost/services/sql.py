@@ -35,8 +35,8 @@ def trace_params(org_id: str, trace_ids: Sequence[str]) -> dict[str, Any]:
 
 class JsonRows:
     """All the rows of one write to ``table`` as one parameter: a JSON array of arrays, each
-    row's values in column order, which the database takes apart (``select``) for an INSERT ...
-    SELECT.
+    row's values in column order (``params``), which the database takes apart in an INSERT ...
+    SELECT (``insert``).
 
     SQLAlchemy processes each value of each row of an ``executemany`` in Python, in the event
     loop; here Python only encodes the array (pydantic's encoder, Rust) and the database parses
@@ -48,14 +48,21 @@ class JsonRows:
     """
 
     def __init__(self, dialect: str, table: Table) -> None:
-        self.columns = [column.name for column in table.c]
-        self.select = _json_rows_select(dialect, table, self.columns)
+        self._dialect = dialect
+        self._table = table
+        self._columns = [column.name for column in table.c]
         dates = [i for i, column in enumerate(table.c) if isinstance(column.type, UTCDateTime)]
         processor = UTCDateTime().bind_processor(registry.load(dialect)())
         self._convert = [(index, processor) for index in dates] if dialect == "sqlite" else []
 
+    def insert(self) -> Any:
+        """INSERT INTO the table SELECT the rows of ``:rows``; ON CONFLICT and RETURNING are
+        the caller's."""
+        select = _json_rows_select(self._dialect, self._table)
+        return insert_for(self._dialect, self._table).from_select(self._columns, select)
+
     def params(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-        columns, convert = self.columns, self._convert
+        columns, convert = self._columns, self._convert
         values = []
         for row in rows:
             value = [row[name] for name in columns]
@@ -167,7 +174,7 @@ def _epoch_seconds_pg(element: epoch_seconds, compiler: Any, **kw: Any) -> str:
     return f"CAST(floor(extract(epoch FROM {moment})) AS BIGINT)"
 
 
-def _json_rows_select(dialect: str, table: Table, columns: list[str]) -> Select[Any]:
+def _json_rows_select(dialect: str, table: Table) -> Select[Any]:
     rows = bindparam("rows", type_=Text)
     if dialect == "postgresql":
         source = func.jsonb_array_elements(cast(rows, JSONB)).table_valued("value")
@@ -175,8 +182,7 @@ def _json_rows_select(dialect: str, table: Table, columns: list[str]) -> Select[
         source = func.json_each(rows).table_valued("value")
     value = source.c.value
 
-    def field(index: int, name: str) -> Any:
-        column = table.c[name]
+    def field(index: int, column: Any) -> Any:
         position = literal_column(str(index))
         if dialect != "postgresql":
             return value.op("->>")(position)  # SQLite's own value: text, integer, real, JSON text
@@ -186,7 +192,7 @@ def _json_rows_select(dialect: str, table: Table, columns: list[str]) -> Select[
 
     # WHERE true: SQLite's parser needs it to tell an upsert's ON CONFLICT from a join's ON.
     return (
-        select(*(field(i, name).label(name) for i, name in enumerate(columns)))
+        select(*(field(i, column).label(column.name) for i, column in enumerate(table.c)))
         .select_from(source)
         .where(true())
     )

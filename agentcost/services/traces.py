@@ -39,7 +39,6 @@ from agentcost.services.sql import (
     JsonRows,
     calls,
     feedback,
-    insert_for,
     json_merge,
     of_traces,
     trace_params,
@@ -147,7 +146,7 @@ def _trace_upsert(dialect: str) -> tuple[Any, JsonRows]:
     """Built once per dialect: building its CASE clauses costs more than running it. The rows
     come as one JSON parameter (see ``JsonRows``)."""
     rows = JsonRows(dialect, traces)
-    stmt = insert_for(dialect, traces).from_select(rows.columns, rows.select)
+    stmt = rows.insert()
     new, old = stmt.excluded, traces.c
 
     def keep_first(name: str) -> Any:
@@ -206,8 +205,7 @@ def _call_insert(dialect: str) -> tuple[Any, JsonRows]:
     """The calls of a write as one JSON parameter (see ``JsonRows``), new ones returned."""
     rows = JsonRows(dialect, calls)
     stmt = (
-        insert_for(dialect, calls)
-        .from_select(rows.columns, rows.select)
+        rows.insert()
         .on_conflict_do_nothing(index_elements=[calls.c.org_id, calls.c.trace_id, calls.c.call_id])
         .returning(calls.c.org_id, calls.c.trace_id, calls.c.call_id)
     )
