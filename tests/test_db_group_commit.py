@@ -136,6 +136,22 @@ async def test_same_feedback_id_twice_in_one_group_replaces_in_order(db: Databas
     assert stored.score == -1 and stored.created_at == first[0][0].created_at
 
 
+async def test_a_stored_vote_replaced_twice_in_one_group_keeps_its_first_date(
+    db: Database,
+) -> None:
+    [(stored, _)] = await feedback.submit(
+        db, org_id=ORG, items=[FeedbackCreate(id="kept", trace_id="t1", score=1)]
+    )
+    first, second = await asyncio.gather(
+        feedback.submit(db, org_id=ORG, items=[FeedbackCreate(id="kept", trace_id="t1", score=0)]),
+        feedback.submit(db, org_id=ORG, items=[FeedbackCreate(id="kept", trace_id="t2", score=-1)]),
+    )
+    assert first[0][1] is False and second[0][1] is False
+    assert first[0][0].created_at == second[0][0].created_at == stored.created_at
+    got = await feedback.get(db, org_id=ORG, feedback_id="kept")
+    assert (got.trace_id, got.score, got.created_at) == ("t2", -1, stored.created_at)
+
+
 async def test_concurrent_feedback_each_answered_with_its_own_row(db: Database) -> None:
     answers = await asyncio.gather(
         *(

@@ -3,13 +3,15 @@
 Feedback may arrive before its trace: it is stored as sent and joins the trace at read time.
 """
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, select, tuple_, update
+from pydantic_core import to_json
+from sqlalchemy import Text, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost.db import Database
@@ -27,8 +29,9 @@ from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
-    JsonRows,
+    BulkInsert,
     feedback,
+    in_json_list,
     of_traces,
     trace_params,
     traces,
@@ -103,18 +106,24 @@ async def submit(
 
 
 @cache
-def _upsert(dialect: str, *, dated: bool) -> tuple[Any, JsonRows]:
+def _upsert(dialect: str, *, dated: bool) -> BulkInsert:
     """Built once per dialect and kind: building ON CONFLICT clauses costs more than running
-    them. ``dated`` rows replace the stored date as well. The rows come as one JSON parameter
-    (see ``JsonRows``)."""
-    rows = JsonRows(dialect, feedback)
-    stmt = rows.insert()
+    them. ``dated`` rows replace the stored date as well."""
     replaced = (*_REPLACED, "updated_at", *(("created_at",) if dated else ()))
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[feedback.c.org_id, feedback.c.id],
-        set_={name: stmt.excluded[name] for name in replaced},
-    ).returning(feedback.c.id, feedback.c.created_at)
-    return upsert, rows
+    return BulkInsert(
+        dialect,
+        feedback,
+        lambda stmt: stmt.on_conflict_do_update(
+            index_elements=[feedback.c.org_id, feedback.c.id],
+            set_={name: stmt.excluded[name] for name in replaced},
+        ),
+    )
+
+
+_STORED_DATES = select(feedback.c.id, feedback.c.created_at).where(
+    feedback.c.org_id == bindparam("org_id"),
+    in_json_list(feedback.c.id, bindparam("ids", type_=Text)),  # a JSON array
+)
 
 
 async def store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
@@ -134,34 +143,56 @@ def touches(submissions: Sequence[Submission]) -> dict[str, list[tuple[str, str]
 
 async def write(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
     """Upsert the rows of several submissions; each gets its rows' stored created_at. The
-    caller keeps the roll-ups current (``touches`` says what to retract).
+    caller keeps the roll-ups current (``touches`` says what to retract), which also makes it
+    the only writer of the organisation's feedback meanwhile (SQLite has one writer; on
+    PostgreSQL the roll-up lock), so the dates read first are still those stored.
 
     A multi-row upsert may not touch one row twice (PostgreSQL refuses), so an id sent by two
     submissions of the group goes in a later statement: the later submission replaces the
     earlier one, as when they arrive one after the other.
     """
+    created_at = await _stored_dates(conn, submissions)
     rounds: list[list[dict[str, Any]]] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     dated: set[int] = set()
+    created: dict[int, datetime] = {}
     for submission in submissions:
         for row in submission.rows:
-            index = seen[row["id"]] = seen.get(row["id"], -1) + 1
+            key = (submission.org_id, row["id"])
+            index = seen[key] = seen.get(key, -1) + 1
             if index == len(rounds):
                 rounds.append([])
             rounds[index].append(row)
+            # A replaced vote keeps the date it was first given, unless this row brings one.
             if row["id"] in submission.dated:
                 dated.add(id(row))
-    created: dict[int, datetime] = {}
+                created_at[key] = row["created_at"]
+            else:
+                created_at.setdefault(key, row["created_at"])
+            created[id(row)] = created_at[key]
     for batch in rounds:
         for kind in (False, True):
-            rows = [row for row in batch if (id(row) in dated) is kind]
-            if not rows:
-                continue
-            upsert, json_rows = _upsert(conn.dialect.name, dated=kind)
-            returned = dict((await conn.execute(upsert, json_rows.params(rows))).all())
-            for row in rows:
-                created[id(row)] = returned[row["id"]]
+            await _upsert(conn.dialect.name, dated=kind).run(
+                conn, (row for row in batch if (id(row) in dated) is kind)
+            )
     return [[created[id(row)] for row in s.rows] for s in submissions]
+
+
+async def _stored_dates(
+    conn: AsyncConnection, submissions: Sequence[Submission]
+) -> dict[tuple[str, str], datetime]:
+    """(org, id) -> created_at of the submissions' feedback stored already: only ids the
+    client gave can be; the ids made here are new."""
+    named: dict[str, set[str]] = defaultdict(set)
+    for submission in submissions:
+        named[submission.org_id].update(submission.named)
+    stored = {}
+    for org_id, ids in named.items():
+        if ids:
+            params = {"org_id": org_id, "ids": to_json(sorted(ids)).decode()}
+            for feedback_id, created_at in await conn.execute(_STORED_DATES, params):
+                stored[org_id, feedback_id] = created_at
+    return stored
 
 
 def _public(row: dict[str, Any], created_at: datetime) -> FeedbackPublic:

@@ -12,7 +12,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select, tuple_
+from pydantic_core import to_json
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,10 +37,11 @@ from agentcost.services.filters import (
 )
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
-    JsonRows,
+    BulkInsert,
     calls,
     feedback,
     json_merge,
+    json_rows,
     of_traces,
     trace_params,
     traces,
@@ -52,13 +54,14 @@ _COST_CURSOR = "trace-cost"
 @dataclass(slots=True)
 class _CallRow:
     values: dict[str, Any]
+    named: bool  # the client gave its call id: only such a call can be stored already
 
     @property
     def key(self) -> tuple[str, str]:
         return self.values["trace_id"], self.values["call_id"]
 
 
-def _call_row(org_id: str, event: TraceEvent, call_id: str, now: datetime) -> _CallRow:
+def _call_row(org_id: str, event: TraceEvent, call_id: str | None, now: datetime) -> _CallRow:
     cost, computed = event.cost, False
     if cost is None:
         cost = pricing.compute_cost(
@@ -70,7 +73,7 @@ def _call_row(org_id: str, event: TraceEvent, call_id: str, now: datetime) -> _C
         {
             "org_id": org_id,
             "trace_id": event.trace_id,
-            "call_id": call_id,
+            "call_id": event.call_id or call_id,
             "model": event.model,
             "provider": event.provider,
             "input_tokens": event.input_tokens,
@@ -90,7 +93,8 @@ def _call_row(org_id: str, event: TraceEvent, call_id: str, now: datetime) -> _C
             "_user_id": event.user_id,
             "_prompt_id": event.prompt_id,
             "_prompt_version": event.prompt_version,
-        }
+        },
+        named=event.call_id is not None,
     )
 
 
@@ -142,11 +146,12 @@ def _rank(cost: float | None) -> float:
 
 
 @cache
-def _trace_upsert(dialect: str) -> tuple[Any, JsonRows]:
-    """Built once per dialect: building its CASE clauses costs more than running it. The rows
-    come as one JSON parameter (see ``JsonRows``)."""
-    rows = JsonRows(dialect, traces)
-    stmt = rows.insert()
+def _trace_upsert(dialect: str) -> BulkInsert:
+    """Built once per dialect: building its CASE clauses costs more than running it."""
+    return BulkInsert(dialect, traces, _on_trace_conflict)
+
+
+def _on_trace_conflict(stmt: Any) -> Any:
     new, old = stmt.excluded, traces.c
 
     def keep_first(name: str) -> Any:
@@ -162,7 +167,7 @@ def _trace_upsert(dialect: str) -> tuple[Any, JsonRows]:
         new_rank > old_rank,
         and_(new_rank == old_rank, new.primary_at < func.coalesce(old.primary_at, new.primary_at)),
     )
-    upsert = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=[old.org_id, old.trace_id],
         set_={
             **{n: keep_first(n) for n in ("name", "session_id", "agent_id", "user_id")},
@@ -197,19 +202,26 @@ def _trace_upsert(dialect: str) -> tuple[Any, JsonRows]:
             "updated_at": new.updated_at,
         },
     )
-    return upsert, rows
 
 
 @cache
-def _call_insert(dialect: str) -> tuple[Any, JsonRows]:
-    """The calls of a write as one JSON parameter (see ``JsonRows``), new ones returned."""
-    rows = JsonRows(dialect, calls)
-    stmt = (
-        rows.insert()
-        .on_conflict_do_nothing(index_elements=[calls.c.org_id, calls.c.trace_id, calls.c.call_id])
-        .returning(calls.c.org_id, calls.c.trace_id, calls.c.call_id)
+def _call_insert(dialect: str) -> BulkInsert:
+    """A plain INSERT: ``write`` leaves out the calls stored already, and a call that got in
+    meanwhile would fail the write rather than be counted twice in its trace."""
+    return BulkInsert(dialect, calls, lambda stmt: stmt)
+
+
+@cache
+def _stored_calls(dialect: str) -> Any:
+    """Which of the calls ``:keys`` (a JSON array of [trace id, call id]) ``:org_id`` has."""
+    keys = json_rows(dialect, [calls.c.trace_id, calls.c.call_id], "keys").subquery("keys")
+    return select(calls.c.trace_id, calls.c.call_id).join_from(
+        keys,
+        calls,
+        (calls.c.org_id == bindparam("org_id"))
+        & (calls.c.trace_id == keys.c.trace_id)
+        & (calls.c.call_id == keys.c.call_id),
     )
-    return stmt, rows
 
 
 @dataclass(slots=True)
@@ -240,8 +252,8 @@ def prepare(org_id: str, events: Sequence[TraceEvent], now: datetime) -> Ingesti
     rows: dict[tuple[str, str], _CallRow] = {}
     fresh = iter(time_ordered_uuids(sum(event.call_id is None for event in events)))
     for event in events:
-        call_id = event.call_id or next(fresh).replace("-", "")
-        row = _call_row(org_id, event, call_id, now)
+        made = None if event.call_id else next(fresh).replace("-", "")
+        row = _call_row(org_id, event, made, now)
         rows.setdefault(row.key, row)  # the same call twice in one batch is one call
     return Ingestion(org_id, now, rows)
 
@@ -259,43 +271,54 @@ def touches(ingestions: Sequence[Ingestion]) -> list[tuple[str, str]]:
 
 async def write(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[int]:
     """Insert the calls of several ingestions and roll each trace up once; each ingestion gets
-    the number of its calls that were new. The caller keeps the quality roll-ups current.
+    the number of its calls that were new. The caller keeps the quality roll-ups current, which
+    also makes it the only writer of the organisation's calls meanwhile (SQLite has one writer;
+    on PostgreSQL the roll-up lock), so the calls found stored stay the only ones.
 
     A call sent by two ingestions belongs to the earlier one, as if they had arrived one after
     the other; the later one counts it as a duplicate.
     """
-    owner: dict[tuple[str, str, str], int] = {}
+    stored = await _stored(conn, ingestions)
+    new: dict[tuple[str, str, str], int] = {}  # each new call's ingestion
     for index, ingestion in enumerate(ingestions):
         for key in ingestion.rows:
-            owner.setdefault((ingestion.org_id, *key), index)
-    values = (
-        row.values
-        for index, ingestion in enumerate(ingestions)
-        for key, row in ingestion.rows.items()
-        if owner[(ingestion.org_id, *key)] == index
-    )
-    dialect = conn.dialect.name
-    call_insert, call_rows = _call_insert(dialect)
-    returned = (await conn.execute(call_insert, call_rows.params(values))).all()
-    inserted = {(org_id, trace_id, call_id) for org_id, trace_id, call_id in returned}
+            full_key = (ingestion.org_id, *key)
+            if full_key not in stored:
+                new.setdefault(full_key, index)
     accepted = [0] * len(ingestions)
     by_trace: dict[tuple[str, str], list[_CallRow]] = defaultdict(list)
     latest: dict[tuple[str, str], datetime] = {}
     for index, ingestion in enumerate(ingestions):
         for key, row in ingestion.rows.items():
-            full_key = (ingestion.org_id, *key)
-            if full_key in inserted and owner[full_key] == index:
+            if new.get((ingestion.org_id, *key)) == index:
                 accepted[index] += 1
                 by_trace[ingestion.org_id, key[0]].append(row)
                 latest[ingestion.org_id, key[0]] = ingestion.now
-    if by_trace:
-        trace_upsert, trace_rows = _trace_upsert(dialect)
-        rolled_up = (
+    dialect = conn.dialect.name
+    await _call_insert(dialect).run(conn, (r.values for rows in by_trace.values() for r in rows))
+    await _trace_upsert(dialect).run(
+        conn,
+        (
             _rollup(org_id, rows, latest[org_id, trace_id])
             for (org_id, trace_id), rows in by_trace.items()
-        )
-        await conn.execute(trace_upsert, trace_rows.params(rolled_up))
+        ),
+    )
     return accepted
+
+
+async def _stored(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> set[tuple[str, ...]]:
+    """The (org, trace, call) keys of the ingestions' calls stored already: only calls whose id
+    the client gave can be; the ids made here are new."""
+    named: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for ingestion in ingestions:
+        named[ingestion.org_id].extend(key for key, row in ingestion.rows.items() if row.named)
+    stored: set[tuple[str, ...]] = set()
+    for org_id, keys in named.items():
+        if keys:
+            params = {"org_id": org_id, "keys": to_json(keys).decode()}
+            found = await conn.execute(_stored_calls(conn.dialect.name), params)
+            stored.update((org_id, trace_id, call_id) for trace_id, call_id in found)
+    return stored
 
 
 async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:

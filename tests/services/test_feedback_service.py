@@ -68,7 +68,8 @@ async def test_submit_stores_every_field(db: Database) -> None:
 
 
 async def test_awkward_text_and_numbers_are_stored_exactly(db: Database) -> None:
-    """Rows reach the database as one JSON document (services.sql.JsonRows)."""
+    """Rows reach the database in bulk (services.sql.BulkInsert: bound by the driver on SQLite,
+    one JSON document on PostgreSQL)."""
     o = org()
     text = 'naïve "quoted" \\back\\slash\n\ttab 🚀 \u2028 </script>'
     metadata = {"text": text, "float": 0.1 + 0.2, "nested": {"list": [None, True, 2**53 + 1]}}

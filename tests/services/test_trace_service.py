@@ -355,8 +355,8 @@ async def test_trace_detail_has_calls_feedback_and_score(db: Database) -> None:
     assert detail.score.score == 0.0
 
 
-# Every value a write stores travels as one JSON document the database takes apart
-# (services.sql.JsonRows): it must come back exactly as sent, on both databases.
+# Every value a write stores travels in bulk (services.sql.BulkInsert: bound by the driver on
+# SQLite, one JSON document PostgreSQL takes apart): it must come back exactly as sent.
 AWKWARD_TEXT = 'naïve "quoted" \\back\\slash\n\ttab 🚀 \u2028 </script>'
 AWKWARD_META = {
     "text": AWKWARD_TEXT,
