@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any
 
 from pydantic_core import to_json
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, tuple_
+from sqlalchemy import Text, and_, bindparam, case, exists, func, or_, select, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,8 +40,8 @@ from agentcost.services.sql import (
     BulkInsert,
     calls,
     feedback,
+    in_json_pairs,
     json_merge,
-    json_rows,
     of_traces,
     trace_params,
     traces,
@@ -211,17 +211,11 @@ def _call_insert(dialect: str) -> BulkInsert:
     return BulkInsert(dialect, calls, lambda stmt: stmt)
 
 
-@cache
-def _stored_calls(dialect: str) -> Any:
-    """Which of the calls ``:keys`` (a JSON array of [trace id, call id]) ``:org_id`` has."""
-    keys = json_rows(dialect, [calls.c.trace_id, calls.c.call_id], "keys").subquery("keys")
-    return select(calls.c.trace_id, calls.c.call_id).join_from(
-        keys,
-        calls,
-        (calls.c.org_id == bindparam("org_id"))
-        & (calls.c.trace_id == keys.c.trace_id)
-        & (calls.c.call_id == keys.c.call_id),
-    )
+# Which of the calls ``:keys`` (a JSON array of [trace id, call id]) ``:org_id`` has.
+_STORED_CALLS = select(calls.c.trace_id, calls.c.call_id).where(
+    calls.c.org_id == bindparam("org_id"),
+    in_json_pairs(calls.c.trace_id, calls.c.call_id, bindparam("keys", type_=Text)),
+)
 
 
 @dataclass(slots=True)
@@ -309,14 +303,14 @@ async def write(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[
 async def _stored(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> set[tuple[str, ...]]:
     """The (org, trace, call) keys of the ingestions' calls stored already: only calls whose id
     the client gave can be; the ids made here are new."""
-    named: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    named: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for ingestion in ingestions:
-        named[ingestion.org_id].extend(key for key, row in ingestion.rows.items() if row.named)
+        named[ingestion.org_id].update(key for key, row in ingestion.rows.items() if row.named)
     stored: set[tuple[str, ...]] = set()
     for org_id, keys in named.items():
         if keys:
-            params = {"org_id": org_id, "keys": to_json(keys).decode()}
-            found = await conn.execute(_stored_calls(conn.dialect.name), params)
+            params = {"org_id": org_id, "keys": to_json(sorted(keys)).decode()}
+            found = await conn.execute(_STORED_CALLS, params)
             stored.update((org_id, trace_id, call_id) for trace_id, call_id in found)
     return stored
 

@@ -13,6 +13,7 @@ from agentcost.models import TraceEvent
 from agentcost.services import trace_detail, traces
 from agentcost.services.cursors import encode
 from agentcost.services.filters import TraceFilter
+from agentcost.services.sql import BulkInsert
 
 pytestmark = pytest.mark.anyio
 
@@ -190,6 +191,28 @@ async def test_mixed_priced_and_computed_cost(db: Database) -> None:
     assert trace.cost == pytest.approx(0.5 + library_price("gpt-4.1-mini", 2000, 1000))
     assert trace.cost_computed is True
     assert trace.model == "gpt-4.1"
+
+
+async def test_a_batch_larger_than_one_statement_stores_every_row(db: Database) -> None:
+    """SQLite writes at most BulkInsert.SQLITE_ROWS rows a statement: 600 calls of 300 traces
+    take three, the traces two; a resend of half of them is counted and changes nothing."""
+    o = org()
+    sent = [
+        {"trace_id": f"t{i // 2:03d}", "call_id": f"c{i % 2}", "model": "m", "cost": i / 1000}
+        for i in range(600)
+    ]
+    assert len(sent) > 2 * BulkInsert.SQLITE_ROWS
+    result = await ingest(db, o, *sent)
+    assert (result.accepted, result.duplicates) == (600, 0)
+    again = await ingest(db, o, *sent[::2], {**sent[0], "call_id": "late"})
+    assert (again.accepted, again.duplicates) == (1, 300)
+    listed = await traces.get_traces(db, org_id=o, trace_ids=[f"t{n:03d}" for n in range(300)])
+    assert len(listed) == 300
+    for n in range(300):
+        trace = listed[f"t{n:03d}"]
+        extra = 1 if n == 0 else 0
+        assert trace.call_count == 2 + extra
+        assert trace.cost == pytest.approx((4 * n + 1) / 1000 + extra * sent[0]["cost"])
 
 
 async def test_duplicate_call_id_is_ignored(db: Database) -> None:
