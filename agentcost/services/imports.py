@@ -13,13 +13,21 @@ for it meanwhile: all of them on SQLite (one writer; a writer in another process
 server, gives up after its busy timeout), those of the same organisation on PostgreSQL (its
 roll-up lock).
 
+On SQLite the import's connection gets a page cache of up to ``SQLITE_CACHE_KIB`` for the
+transaction: with SQLite's default of 2 MiB the index entries of each row land on pages evicted
+(and spilled to the WAL) since they were last used, and a 100k-trace import took a fifth longer
+(200,000 votes into an empty table alone: 4.2 s against 1.9 s). The cache grows only as pages
+are used and is given back before the commit; imports run in the CLI's process, not the
+server's.
+
 On PostgreSQL the import refreshes the planner's statistics of the tables it fills each time
 they have doubled: planned with the sizes from before the import, the roll-up images scan whole
 tables for each chunk (measured: the final image of 20,000 traces took 37 s instead of 1.8 s,
 and each chunk's retraction grew with the tables, quadratic in all).
 """
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from itertools import islice
 from typing import TypeVar
 
@@ -36,6 +44,7 @@ from agentcost.services import traces as traces_service
 T = TypeVar("T")
 
 CHUNK = 5_000
+SQLITE_CACHE_KIB = 1_048_576
 _FIRST_STATISTICS = 10_000  # rows written before the first ANALYZE; then each time they double
 _ANALYZE = text(f"ANALYZE {sql.traces.name}, {sql.calls.name}, {sql.feedback.name}")
 
@@ -61,7 +70,7 @@ async def import_history(
     """
     calls = duplicates = stored_feedback = 0
     now = utcnow()
-    async with db.write() as conn:
+    async with db.write() as conn, _sqlite_cache(conn):
         # One apply at the end: this transaction runs on a pooled connection whose temporary
         # tables spill to disk, and applying in parts cost a sixth of the import's feedback.
         maintenance = rollups.Maintenance(conn, apply_every=None)
@@ -84,6 +93,20 @@ async def import_history(
         await statistics.refresh()
         await maintenance.finish()
     return ImportResult(calls=calls, duplicate_calls=duplicates, feedback=stored_feedback)
+
+
+@asynccontextmanager
+async def _sqlite_cache(conn: AsyncConnection) -> AsyncIterator[None]:
+    """A page cache of up to ``SQLITE_CACHE_KIB`` on SQLite for the block (see the module)."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+    await conn.exec_driver_sql(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        await conn.exec_driver_sql(f"PRAGMA cache_size={int(before)}")
 
 
 class _Statistics:

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from agentcost.db import Database
 from agentcost.errors import FieldError, InvalidInput
@@ -234,3 +236,40 @@ async def test_postgresql_statistics_are_refreshed_each_time_the_import_doubles(
 async def test_an_empty_import_is_refused(db: Database) -> None:
     with pytest.raises(InvalidInput, match="holds no trace events and no feedback"):
         await import_history(db, org_id="o-empty", events=iter(()), feedback=[])
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["imported", "failed"])
+async def test_sqlite_import_widens_its_page_cache_and_gives_it_back(
+    db: Database, fails: bool
+) -> None:
+    if not db.is_sqlite:
+        pytest.skip("a SQLite connection setting")
+    pragmas: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("PRAGMA cache_size"):
+            pragmas.append(statement)
+
+    def lines() -> Iterator[TraceEvent]:
+        yield TraceEvent(trace_id="t", call_id="c", model="m", cost=0.5)
+        if fails:
+            raise InvalidInput.single("line 2", "is not JSON")
+
+    async with db.write() as conn:
+        before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
+    sa_event.listen(Engine, "before_cursor_execute", record)
+    try:
+        if fails:
+            with pytest.raises(InvalidInput):
+                await import_history(db, org_id=f"org-{uuid.uuid4().hex[:8]}", events=lines())
+        else:
+            await import_history(db, org_id=f"org-{uuid.uuid4().hex[:8]}", events=lines())
+    finally:
+        sa_event.remove(Engine, "before_cursor_execute", record)
+    assert pragmas == [
+        "PRAGMA cache_size",
+        f"PRAGMA cache_size=-{imports.SQLITE_CACHE_KIB}",
+        f"PRAGMA cache_size={before}",
+    ]
+    async with db.write() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one() == before
