@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcost.db import INLINE_ROWS, Database
+from agentcost.db import CHECKPOINT_INTERVAL, CHECKPOINT_LINGER, INLINE_ROWS, Database
 
 pytestmark = pytest.mark.anyio
 
@@ -159,6 +160,25 @@ async def test_commits_reach_the_database_file_by_the_background_checkpoint(
             break
         await asyncio.sleep(0.05)
     assert names == {f"n{i}" for i in range(20)}
+
+
+async def test_one_checkpointer_thread_serves_commits_with_pauses_between_them(
+    db: Database,
+) -> None:
+    """Commits further apart than the checkpoint interval (as batches are) share one thread,
+    which ends once commits have stopped for longer than it lingers."""
+
+    def checkpointers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "agentcost-checkpoint"}
+
+    seen: set[threading.Thread] = set()
+    for i in range(5):
+        await db.write_grouped(_insert_names, f"p{i}", rows=1)
+        await asyncio.sleep(3 * CHECKPOINT_INTERVAL)
+        seen |= checkpointers()
+    [thread] = seen
+    await asyncio.to_thread(thread.join, CHECKPOINT_LINGER + 5)
+    assert not thread.is_alive() and not checkpointers()
 
 
 async def _insert_names(conn: AsyncConnection, names: Sequence[str]) -> list[str]:
