@@ -34,6 +34,9 @@ def trace_params(org_id: str, trace_ids: Sequence[str]) -> dict[str, Any]:
     return {"org_id": org_id, "trace_ids": to_json(sorted(set(trace_ids))).decode()}
 
 
+_SQLITE_MAX_PARAMETERS = 32_766  # SQLITE_MAX_VARIABLE_NUMBER's default since SQLite 3.32
+
+
 class BulkInsert:
     """An INSERT of all the rows of one write (one vote, or the thousands of an import's chunk)
     in as few executions as the database allows; ``build`` adds its ON CONFLICT clause. It
@@ -53,7 +56,7 @@ class BulkInsert:
     per-value work in Python (1,000-event trace batches 29 % faster than an executemany).
     """
 
-    SQLITE_ROWS = 256  # per statement: under SQLite's 32,766 parameters at any column count
+    SQLITE_ROWS = 256  # per statement: under SQLite's limit of parameters up to 127 columns
 
     def __init__(self, dialect: str, table: Table, build: Callable[[Any], Any]) -> None:
         self._columns = [column.name for column in table.c]
@@ -71,6 +74,8 @@ class BulkInsert:
         head, found, tail = str(compiled).partition(f" VALUES {self._row}")
         if not found or positions[:width] != self._columns:
             raise ValueError(f"not a one-row VALUES of every column of {table.name}")
+        if width * self.SQLITE_ROWS > _SQLITE_MAX_PARAMETERS:
+            raise ValueError(f"{table.name} has too many columns for {self.SQLITE_ROWS} rows")
         self._head, self._tail = f"{head} VALUES ", tail
         self._statements: dict[int, str] = {}
         # Literals SQLAlchemy bound in the rest of the statement (ON CONFLICT's constants).

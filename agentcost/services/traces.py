@@ -61,7 +61,7 @@ class _CallRow:
         return self.values["trace_id"], self.values["call_id"]
 
 
-def _call_row(org_id: str, event: TraceEvent, call_id: str | None, now: datetime) -> _CallRow:
+def _call_row(org_id: str, event: TraceEvent, made_id: str | None, now: datetime) -> _CallRow:
     cost, computed = event.cost, False
     if cost is None:
         cost = pricing.compute_cost(
@@ -73,7 +73,7 @@ def _call_row(org_id: str, event: TraceEvent, call_id: str | None, now: datetime
         {
             "org_id": org_id,
             "trace_id": event.trace_id,
-            "call_id": event.call_id or call_id,
+            "call_id": event.call_id or made_id,
             "model": event.model,
             "provider": event.provider,
             "input_tokens": event.input_tokens,
