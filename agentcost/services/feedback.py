@@ -120,10 +120,13 @@ def _upsert(dialect: str, *, dated: bool) -> BulkInsert:
     )
 
 
-_STORED_DATES = select(feedback.c.id, feedback.c.created_at).where(
+# The feedback ``:ids`` (a JSON array) of ``:org_id``.
+_OF_IDS = (
     feedback.c.org_id == bindparam("org_id"),
-    in_json_list(feedback.c.id, bindparam("ids", type_=Text)),  # a JSON array
+    in_json_list(feedback.c.id, bindparam("ids", type_=Text)),
 )
+_STORED_DATES = select(feedback.c.id, feedback.c.created_at).where(*_OF_IDS)
+_BY_IDS = select(feedback).where(*_OF_IDS)
 
 
 async def store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
@@ -241,14 +244,9 @@ async def get_many(
     """Feedback by id in one statement (for DataLoaders); unknown ids are absent."""
     if not feedback_ids:
         return {}
+    params = {"org_id": org_id, "ids": to_json(sorted(set(feedback_ids))).decode()}
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(feedback).where(
-                    feedback.c.org_id == org_id, feedback.c.id.in_(set(feedback_ids))
-                )
-            )
-        ).mappings()
+        rows = (await conn.execute(_BY_IDS, params)).mappings()
         return {row["id"]: FeedbackPublic.model_validate(row) for row in rows}
 
 

@@ -211,11 +211,13 @@ def _call_insert(dialect: str) -> BulkInsert:
     return BulkInsert(dialect, calls, lambda stmt: stmt)
 
 
-# Which of the calls ``:keys`` (a JSON array of [trace id, call id]) ``:org_id`` has.
-_STORED_CALLS = select(calls.c.trace_id, calls.c.call_id).where(
+# The calls ``:keys`` (a JSON array of [trace id, call id]) of ``:org_id``.
+_OF_CALL_KEYS = (
     calls.c.org_id == bindparam("org_id"),
     in_json_pairs(calls.c.trace_id, calls.c.call_id, bindparam("keys", type_=Text)),
 )
+_STORED_CALLS = select(calls.c.trace_id, calls.c.call_id).where(*_OF_CALL_KEYS)
+_CALLS_BY_KEY = select(calls).where(*_OF_CALL_KEYS)
 
 
 @dataclass(slots=True)
@@ -332,6 +334,7 @@ async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:
 
 
 _TRACES_BY_ID = select(traces).where(*of_traces(traces))
+_PROJECTS = select(traces.c.trace_id, traces.c.project).where(*of_traces(traces))
 _CALLS_OF_TRACES = (
     select(calls)
     .where(*of_traces(calls))
@@ -429,15 +432,9 @@ async def get_calls_by_ids(
     """Calls by (trace_id, call_id) in one statement (for node lookups); unknown keys are absent."""
     if not keys:
         return {}
+    params = {"org_id": org_id, "keys": to_json(sorted(set(keys))).decode()}
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(calls).where(
-                    calls.c.org_id == org_id,
-                    tuple_(calls.c.trace_id, calls.c.call_id).in_(set(keys)),
-                )
-            )
-        ).mappings()
+        rows = (await conn.execute(_CALLS_BY_KEY, params)).mappings()
         return {(row["trace_id"], row["call_id"]): CallPublic.model_validate(row) for row in rows}
 
 
@@ -461,9 +458,5 @@ async def ensure_trace_known(db: Database, *, org_id: str, trace_id: str) -> Non
 async def projects_of(db: Database, *, org_id: str, trace_ids: Sequence[str]) -> dict[str, str]:
     """The project of each ingested trace among the ids; ids not ingested are absent."""
     async with db.read() as conn:
-        rows = await conn.execute(
-            select(traces.c.trace_id, traces.c.project).where(
-                traces.c.org_id == org_id, traces.c.trace_id.in_(set(trace_ids))
-            )
-        )
+        rows = await conn.execute(_PROJECTS, trace_params(org_id, trace_ids))
         return {trace_id: project for trace_id, project in rows}
