@@ -10,7 +10,9 @@ than SQLite's own work on most statements of this service.
 Reads (statements of a transaction opened by ``READ_BEGIN``) therefore run where they are
 asked, in the event loop's thread, under a budget: SQLite's progress handler stops a read still
 running after ``INLINE_BUDGET`` and it runs again in the connection's thread, where slow
-analytics belong, so the loop is never held longer than that. Writes go to the thread, the whole
+analytics belong, so the loop is never held longer than that. The statements of a small write
+transaction run there too when its connection says so (``inline_writes``: the group commits of
+a few rows, see ``db.INLINE_ROWS``); other writes, and every COMMIT, go to the thread, the whole
 statement (execute, fetch, close) in one call, keeping the description, row count and rows it
 brings back, which is all SQLAlchemy reads from a client-side cursor.
 
