@@ -34,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     case,
     cast,
+    exists,
     func,
     insert,
     literal,
@@ -336,6 +337,9 @@ _TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
     feedback.c.org_id == _ORG,
     in_json_list(feedback.c.id, bindparam("feedback_ids", type_=Text)),  # a JSON array
 )
+_HAS_ROWS = select(
+    or_(exists().where(traces.c.org_id == _ORG), exists().where(feedback.c.org_id == _ORG))
+)
 _CLEAR_DELTA = _delta.delete()
 _IDS_PER_IMAGE = 10_000
 APPLY_EVERY = 200_000  # delta rows (about 17 per voted trace) before it is applied, by default
@@ -346,14 +350,30 @@ class Maintenance:
 
     ``retract`` takes the contribution of each trace a step is about to touch, once per trace
     however many steps touch it; ``finish`` adds back the final contributions of all of them and
-    upserts the net. A bulk import thus pays once per trace, not once per chunk.
+    upserts the net. A bulk import thus pays once per trace, not once per chunk, and nothing at
+    all for an organisation ``begin_new`` found without rows.
     """
 
     def __init__(self, conn: AsyncConnection, *, apply_every: int | None = APPLY_EVERY) -> None:
         self.conn = conn
         self._touched: dict[str, set[str]] = {}
+        self._new: set[str] = set()  # orgs without rows before the write: imaged whole at the end
         self._apply_every = apply_every
         self._in_delta = 0  # rows in the delta table, not yet applied
+        self._delta_ready = False
+
+    async def begin_new(self, org_id: str) -> bool:
+        """Before the first write of an organisation's rows: whether it has none yet (asked under
+        its lock). Then it has no contribution to retract, so ``retract`` skips it (nor does it
+        read the organisation's feedback by trace, so the write may do without the indexes that
+        serves), and ``finish`` images all its traces in one statement instead of by id lists.
+        """
+        await lock(self.conn, org_id)
+        self._touched[org_id] = set()  # locked: retract need not lock it again
+        if (await self.conn.execute(_HAS_ROWS, {"org_id": org_id})).scalar_one():
+            return False
+        self._new.add(org_id)
+        return True
 
     async def retract(
         self,
@@ -374,15 +394,11 @@ class Maintenance:
             trace_ids[org_id].add(trace_id)
         for org_id, feedback_id in feedback_of:
             feedback_ids[org_id].add(feedback_id)
-        if not self._touched:
-            await conn.exec_driver_sql(_create_delta(conn.dialect.name))
-        for org_id in sorted(trace_ids.keys() | feedback_ids.keys()):
+        for org_id in sorted((trace_ids.keys() | feedback_ids.keys()) - self._new):
             touched = self._touched.get(org_id)
             if touched is None:
                 touched = self._touched[org_id] = set()
-                if conn.dialect.name == "postgresql":
-                    # One writer per org at a time keeps before and after images consistent.
-                    await conn.execute(select(_advisory_lock(org_id)))
+                await lock(conn, org_id)
             ids = trace_ids[org_id]
             if feedback_ids[org_id]:
                 found = await conn.execute(
@@ -398,22 +414,36 @@ class Maintenance:
     async def finish(self) -> None:
         """After the last write: the touched traces' new contributions, and the net upserted."""
         for org_id, ids in self._touched.items():
-            await self._record(1, org_id, sorted(ids))
+            if ids:
+                await self._record(1, org_id, sorted(ids))
+        for org_id in self._new:
+            await self._record(1, org_id, None)
         await self._flush()
         self._touched.clear()
+        self._new.clear()
 
-    async def _record(self, sign: int, org_id: str, trace_ids: list[str]) -> None:
+    async def _record(self, sign: int, org_id: str, trace_ids: list[str] | None) -> None:
+        """Images of the org's traces in ``trace_ids``, or of all of them."""
+        if not self._delta_ready:
+            await self.conn.exec_driver_sql(_create_delta(self.conn.dialect.name))
+            self._delta_ready = True
+        if trace_ids is None:
+            await self._recorded(await self.conn.execute(_record(sign, False), {"org_id": org_id}))
+            return
         # Bounded lists: PostgreSQL matches ids against the whole array for each row it reads.
         for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
             chunk = trace_ids[start : start + _IDS_PER_IMAGE]
             recorded = await self.conn.execute(
                 _record(sign, True), {"org_id": org_id, "trace_ids": json.dumps(chunk)}
             )
-            # Traces without votes add no row: a write of new traces then applies nothing.
-            # A driver that cannot count (-1) is taken to have added some.
-            self._in_delta += recorded.rowcount if recorded.rowcount >= 0 else 1
-            if self._apply_every is not None and self._in_delta >= self._apply_every:
-                await self._flush()
+            await self._recorded(recorded)
+
+    async def _recorded(self, recorded: Any) -> None:
+        # Traces without votes add no row: a write of new traces then applies nothing.
+        # A driver that cannot count (-1) is taken to have added some.
+        self._in_delta += recorded.rowcount if recorded.rowcount >= 0 else 1
+        if self._apply_every is not None and self._in_delta >= self._apply_every:
+            await self._flush()
 
     async def _flush(self) -> None:
         """Upsert the delta so far and empty it. Sums commute, so applying the before images
@@ -439,6 +469,14 @@ async def maintained(
     await maintenance.retract(traces_of=traces_of, feedback_of=feedback_of)
     yield
     await maintenance.finish()
+
+
+async def lock(conn: AsyncConnection, org_id: str) -> None:
+    """Make the transaction the organisation's only roll-up writer until it ends: before and
+    after images stay consistent only if nobody else writes the org's rows between them. SQLite
+    has one writer anyway; on PostgreSQL a transaction-scoped advisory lock per org."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(_advisory_lock(org_id)))
 
 
 def _advisory_lock(org_id: str) -> Any:

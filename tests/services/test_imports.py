@@ -273,3 +273,141 @@ async def test_sqlite_import_widens_its_page_cache_and_gives_it_back(
     ]
     async with db.write() as conn:
         assert (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one() == before
+
+
+def history(traces_count: int) -> tuple[list[TraceEvent], list[FeedbackImport]]:
+    """Events and votes touching every path of a write: named and made ids, several calls to
+    a trace, a call-level vote, a vote replaced by id, votes on a trace that never arrives."""
+    events = [
+        TraceEvent(
+            trace_id=f"t{i}",
+            call_id=f"c{step}",
+            model=["m-big", "m-small"][(i + step) % 2],
+            cost=0.25 * (step + 1),
+            timestamp=T0 + timedelta(minutes=7 * i + step),
+            prompt_id="bot" if i % 3 else None,
+            prompt_version=1 + i % 2 if i % 3 else None,
+        )
+        for i in range(traces_count)
+        for step in range(1 + i % 3)
+    ]
+    votes = [
+        FeedbackImport(
+            trace_id=f"t{i % (traces_count + 2)}",  # the last two traces never arrive
+            call_id="c1" if i % 4 == 0 else None,
+            score=[1, -1, 0][i % 3],
+            source=["user", "eval"][i % 2],
+            id=f"v{i % 5}" if i % 2 else None,  # named ids recur: later lines replace
+        )
+        for i in range(3 * traces_count)
+    ]
+    return events, votes
+
+
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """Every statement the test's engines run, in order."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa_event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    sa_event.remove(Engine, "before_cursor_execute", record)
+
+
+async def sqlite_indexes(db: Database) -> list[tuple[str, str]]:
+    """The secondary indexes of the tables an import writes, as created."""
+    async with db.read() as conn:
+        found = []
+        for table in (traces_table, calls, feedback_table):
+            found += (await conn.exec_driver_sql(imports._SQLITE_INDEXES, (table.name,))).all()
+        assert len(found) == 6  # four of traces, two of feedback
+        return sorted((name, ddl) for name, ddl in found)
+
+
+async def test_an_import_into_an_empty_database_builds_its_indexes_after_the_rows(
+    db: Database, statements: list[str]
+) -> None:
+    indexes = await sqlite_indexes(db) if db.is_sqlite else []
+    events, votes = history(20)
+    imported, by_api = (f"o-{uuid.uuid4().hex[:8]}" for _ in range(2))
+
+    result = await import_history(db, org_id=imported, events=events, feedback=votes, chunk_size=7)
+
+    assert (result.calls, result.duplicate_calls, result.feedback) == (len(events), 0, len(votes))
+    dropped = [s for s in statements if s.startswith("DROP INDEX")]
+    created = [s for s in statements if s.startswith("CREATE INDEX")]
+    if db.is_sqlite:  # every secondary index of traces and feedback, dropped and built again
+        assert sorted(dropped) == sorted(f'DROP INDEX "{name}"' for name, _ in indexes)
+        assert sorted(created) == sorted(ddl for _, ddl in indexes)
+        assert statements.index(created[0]) > max(
+            i for i, s in enumerate(statements) if s.startswith("INSERT INTO feedback")
+        )
+        assert await sqlite_indexes(db) == indexes
+    else:  # PostgreSQL would lock the tables against every reader meanwhile
+        assert (dropped, created) == ([], [])
+    for event in events:
+        await traces.ingest(db, org_id=by_api, events=[event])
+    for vote in votes:
+        await feedback.submit(db, org_id=by_api, items=[vote])
+    stored = await snapshot(db, imported)
+    assert stored == await snapshot(db, by_api)
+    async with db.write() as conn:
+        await conn.run_sync(rollups.rebuild, imported)
+    assert (await snapshot(db, imported))["rollups"] == stored["rollups"]
+
+
+async def test_an_import_into_an_empty_database_that_fails_leaves_it_as_it_was(
+    db: Database,
+) -> None:
+    indexes = await sqlite_indexes(db) if db.is_sqlite else []
+    events, votes = history(6)
+
+    def lines() -> Iterator[FeedbackImport]:
+        yield from votes
+        raise InvalidInput.single("history.jsonl line 40", "is not JSON")
+
+    with pytest.raises(InvalidInput, match="line 40"):
+        await import_history(db, org_id="o-new", events=events, feedback=lines(), chunk_size=4)
+    async with db.read() as conn:
+        for table in (traces_table, calls, feedback_table, rollups.rollups):
+            assert (await conn.execute(select(table.c.org_id))).first() is None
+    if db.is_sqlite:
+        assert await sqlite_indexes(db) == indexes
+
+
+async def test_a_new_organisation_is_imaged_once_an_existing_one_per_touched_trace(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    images: list[tuple[int, str, list[str] | None]] = []
+    record = rollups.Maintenance._record
+
+    async def recorded(
+        self: rollups.Maintenance, sign: int, org_id: str, trace_ids: list[str] | None
+    ) -> None:
+        images.append((sign, org_id, trace_ids))
+        await record(self, sign, org_id, trace_ids)
+
+    monkeypatch.setattr(rollups.Maintenance, "_record", recorded)
+    events, votes = history(4)
+    await traces.ingest(db, org_id="o-old", events=[TraceEvent(trace_id="t0", model="m")])
+    images.clear()
+    for org in ("o-new", "o-old"):
+        await import_history(db, org_id=org, events=events, feedback=votes, chunk_size=5)
+
+    # Nothing retracted for the new org (it had no rows), and all its traces imaged at once;
+    # the other org retracts each trace before its first write and adds them back at the end.
+    assert images[0] == (1, "o-new", None)
+    old = images[1:]
+    assert all(org == "o-old" for _, org, _ in old)
+    touched = sorted({e.trace_id for e in events} | {v.trace_id for v in votes})
+    assert sorted(i for sign, _, ids in old if sign < 0 for i in ids or ()) == touched
+    assert [ids for sign, _, ids in old if sign > 0] == [touched]
+    for org in ("o-new", "o-old"):
+        kept = (await snapshot(db, org))["rollups"]
+        assert kept
+        async with db.write() as conn:
+            await conn.run_sync(rollups.rebuild, org)
+        assert (await snapshot(db, org))["rollups"] == kept
