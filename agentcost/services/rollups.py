@@ -99,7 +99,9 @@ class Counts:
 
 
 COUNT_FIELDS = [f.name for f in fields(Counts)]
-_KEY_COLUMNS = ("dim", "source", "key1", "key2", "project", "bucket")
+# In the order of the table's primary key, which the apply groups and sorts by: SQLite's sorts
+# then compare the varied bucket before the long names, and rows reach the table in its order.
+_KEY_COLUMNS = ("dim", "source", "bucket", "key1", "key2", "project")
 
 # Per connection and transaction: the finest rows of one write's before (-) and after (+) images.
 _delta = Table(
@@ -188,7 +190,9 @@ def _record(sign: int, some: bool) -> Any:
             )
             .select_from(source)
             .group_by(*keys)
-            .subquery()
+            # A CTE, which both databases compute once for its two readers (the "all" and
+            # "prompt" rows); as a subquery SQLite folded the votes twice.
+            .cte("per_subject" if by_call else "per_trace")
         )
 
     def rows(dim: str, s: Any, key1: Any, key2: Any, cost: Any, *, known_only: bool) -> Any:
@@ -300,18 +304,17 @@ def _apply(dialect: str) -> Any:
 
 
 def _level_columns(rows: Any, dim: Any, bucket: Any, counts: Any = None) -> list[Any]:
-    c = rows.c
-    values = counts if counts is not None else {name: c[name] for name in COUNT_FIELDS}
+    values = counts if counts is not None else {name: rows.c[name] for name in COUNT_FIELDS}
     return [
-        c.org_id,
-        dim.label("dim"),
-        c.source,
-        c.key1,
-        c.key2,
-        c.project,
-        bucket.label("bucket"),
+        *(key.label(name) for name, key in _keys(rows, dim, bucket).items()),
         *(value.label(name) for name, value in values.items()),
     ]
+
+
+def _keys(rows: Any, dim: Any, bucket: Any) -> dict[str, Any]:
+    """The key of ``rows`` with its dimension and bucket replaced, in ``_KEY_COLUMNS`` order."""
+    replaced = {"dim": dim, "bucket": bucket}
+    return {"org_id": rows.c.org_id} | {k: replaced.get(k, rows.c[k]) for k in _KEY_COLUMNS}
 
 
 def _sums(rows: Any) -> dict[str, Any]:
@@ -329,8 +332,7 @@ def _fold(rows: Any, dim: Any, bucket: Any, *, where: Any = None) -> Any:
     stmt = select(*_level_columns(rows, dim_value, bucket_value, _sums(rows)))
     if where is not None:
         stmt = stmt.where(where)
-    c = rows.c
-    return stmt.group_by(c.org_id, dim_value, c.source, c.key1, c.key2, c.project, bucket_value)
+    return stmt.group_by(*_keys(rows, dim_value, bucket_value).values())
 
 
 _TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
