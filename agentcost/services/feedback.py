@@ -10,7 +10,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy import Text, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +31,7 @@ from agentcost.services.sql import (
     BulkInsert,
     feedback,
     in_json_list,
+    json_array,
     of_traces,
     trace_params,
     traces,
@@ -192,7 +192,7 @@ async def _stored_dates(
     stored = {}
     for org_id, ids in named.items():
         if ids:
-            params = {"org_id": org_id, "ids": to_json(sorted(ids)).decode()}
+            params = {"org_id": org_id, "ids": json_array(ids)}
             for feedback_id, created_at in await conn.execute(_STORED_DATES, params):
                 stored[org_id, feedback_id] = created_at
     return stored
@@ -244,7 +244,7 @@ async def get_many(
     """Feedback by id in one statement (for DataLoaders); unknown ids are absent."""
     if not feedback_ids:
         return {}
-    params = {"org_id": org_id, "ids": to_json(sorted(set(feedback_ids))).decode()}
+    params = {"org_id": org_id, "ids": json_array(feedback_ids)}
     async with db.read() as conn:
         rows = (await conn.execute(_BY_IDS, params)).mappings()
         return {row["id"]: FeedbackPublic.model_validate(row) for row in rows}

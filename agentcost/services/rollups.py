@@ -16,7 +16,6 @@ sits in ``all`` with project ``''`` and bucket ``-1``. Costs are summed as integ
 so adding and retracting the same trace leaves no floating-point residue.
 """
 
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -48,7 +47,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
 
 from agentcost.models import QualityRollup
-from agentcost.services.sql import calls, epoch_seconds, feedback, in_json_list, insert_for, traces
+from agentcost.services.sql import (
+    calls,
+    epoch_seconds,
+    feedback,
+    in_json_list,
+    insert_for,
+    json_array,
+    traces,
+)
 
 rollups: Table = QualityRollup.__table__  # type: ignore[attr-defined]
 
@@ -405,7 +412,7 @@ class Maintenance:
             if feedback_ids[org_id]:
                 found = await conn.execute(
                     _TRACES_OF_FEEDBACK,
-                    {"org_id": org_id, "feedback_ids": json.dumps(sorted(feedback_ids[org_id]))},
+                    {"org_id": org_id, "feedback_ids": json_array(feedback_ids[org_id])},
                 )
                 ids.update(found.scalars())
             ids -= touched
@@ -436,7 +443,7 @@ class Maintenance:
         for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
             chunk = trace_ids[start : start + _IDS_PER_IMAGE]
             recorded = await self.conn.execute(
-                _record(sign, True), {"org_id": org_id, "trace_ids": json.dumps(chunk)}
+                _record(sign, True), {"org_id": org_id, "trace_ids": json_array(chunk)}
             )
             await self._recorded(recorded)
 

@@ -31,7 +31,13 @@ def of_traces(table: Table) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
 
 
 def trace_params(org_id: str, trace_ids: Sequence[str]) -> dict[str, Any]:
-    return {"org_id": org_id, "trace_ids": to_json(sorted(set(trace_ids))).decode()}
+    return {"org_id": org_id, "trace_ids": json_array(trace_ids)}
+
+
+def json_array(values: Iterable[Any]) -> str:
+    """The distinct values as a sorted JSON array: the parameter ``in_json_list`` and
+    ``in_json_pairs`` read (pairs as two-element arrays)."""
+    return to_json(sorted(set(values))).decode()
 
 
 _SQLITE_MAX_PARAMETERS = 32_766  # SQLITE_MAX_VARIABLE_NUMBER's default since SQLite 3.32

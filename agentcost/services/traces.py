@@ -12,7 +12,6 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from pydantic_core import to_json
 from sqlalchemy import Text, and_, bindparam, case, exists, func, or_, select, tuple_
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -41,6 +40,7 @@ from agentcost.services.sql import (
     calls,
     feedback,
     in_json_pairs,
+    json_array,
     json_merge,
     of_traces,
     trace_params,
@@ -311,7 +311,7 @@ async def _stored(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> set
     stored: set[tuple[str, ...]] = set()
     for org_id, keys in named.items():
         if keys:
-            params = {"org_id": org_id, "keys": to_json(sorted(keys)).decode()}
+            params = {"org_id": org_id, "keys": json_array(keys)}
             found = await conn.execute(_STORED_CALLS, params)
             stored.update((org_id, trace_id, call_id) for trace_id, call_id in found)
     return stored
@@ -432,7 +432,7 @@ async def get_calls_by_ids(
     """Calls by (trace_id, call_id) in one statement (for node lookups); unknown keys are absent."""
     if not keys:
         return {}
-    params = {"org_id": org_id, "keys": to_json(sorted(set(keys))).decode()}
+    params = {"org_id": org_id, "keys": json_array(keys)}
     async with db.read() as conn:
         rows = (await conn.execute(_CALLS_BY_KEY, params)).mappings()
         return {(row["trace_id"], row["call_id"]): CallPublic.model_validate(row) for row in rows}
