@@ -238,17 +238,25 @@ async def test_an_empty_import_is_refused(db: Database) -> None:
         await import_history(db, org_id="o-empty", events=iter(()), feedback=[])
 
 
+@pytest.fixture
+def statements() -> Iterator[list[str]]:
+    """Every statement the test's engines run, in order."""
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    sa_event.listen(Engine, "before_cursor_execute", record)
+    yield seen
+    sa_event.remove(Engine, "before_cursor_execute", record)
+
+
 @pytest.mark.parametrize("fails", [False, True], ids=["imported", "failed"])
 async def test_sqlite_import_widens_its_page_cache_and_gives_it_back(
-    db: Database, fails: bool
+    db: Database, fails: bool, statements: list[str]
 ) -> None:
     if not db.is_sqlite:
         pytest.skip("a SQLite connection setting")
-    pragmas: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("PRAGMA cache_size"):
-            pragmas.append(statement)
 
     def lines() -> Iterator[TraceEvent]:
         yield TraceEvent(trace_id="t", call_id="c", model="m", cost=0.5)
@@ -257,15 +265,13 @@ async def test_sqlite_import_widens_its_page_cache_and_gives_it_back(
 
     async with db.write() as conn:
         before = (await conn.exec_driver_sql("PRAGMA cache_size")).scalar_one()
-    sa_event.listen(Engine, "before_cursor_execute", record)
-    try:
-        if fails:
-            with pytest.raises(InvalidInput):
-                await import_history(db, org_id=f"org-{uuid.uuid4().hex[:8]}", events=lines())
-        else:
+    start = len(statements)
+    if fails:
+        with pytest.raises(InvalidInput):
             await import_history(db, org_id=f"org-{uuid.uuid4().hex[:8]}", events=lines())
-    finally:
-        sa_event.remove(Engine, "before_cursor_execute", record)
+    else:
+        await import_history(db, org_id=f"org-{uuid.uuid4().hex[:8]}", events=lines())
+    pragmas = [s for s in statements[start:] if s.startswith("PRAGMA cache_size")]
     assert pragmas == [
         "PRAGMA cache_size",
         f"PRAGMA cache_size=-{imports.SQLITE_CACHE_KIB}",
@@ -302,19 +308,6 @@ def history(traces_count: int) -> tuple[list[TraceEvent], list[FeedbackImport]]:
         for i in range(3 * traces_count)
     ]
     return events, votes
-
-
-@pytest.fixture
-def statements() -> Iterator[list[str]]:
-    """Every statement the test's engines run, in order."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    sa_event.listen(Engine, "before_cursor_execute", record)
-    yield seen
-    sa_event.remove(Engine, "before_cursor_execute", record)
 
 
 async def sqlite_indexes(db: Database) -> list[tuple[str, str]]:
