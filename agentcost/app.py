@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
         )
+    install_graphql(app)  # first: the REST routes' matching is then not paid by each query
     app.include_router(router)
-    install_graphql(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=True), name="static")
     return app

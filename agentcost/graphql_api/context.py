@@ -9,7 +9,7 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from agentcost.db import Database
 from agentcost.errors import Unauthorized
-from agentcost.graphql_api.dataloaders import Loaders, create_loaders
+from agentcost.graphql_api.dataloaders import Loaders
 from agentcost.rest_api.deps import authenticate, get_auth, get_db
 from agentcost.services.auth import Principal
 
@@ -37,7 +37,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = create_loaders(self.db, self.caller)
+            self._loaders = Loaders(self.db, self.caller)
         return self._loaders
 
     @classmethod

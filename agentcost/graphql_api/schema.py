@@ -1,23 +1,19 @@
-"""The schema and its protection: depth, alias and token limits, parser and validation caches,
-error policy.
+"""The schema and its protection: depth, alias and token limits, one cache of checked
+documents, error policy.
 
-The limit rules are built once at import: the validation cache keys on the rule classes, and
-Strawberry's limiter extensions create new classes per instance, which per request would make
-every request a cache miss.
+One extension parses and validates, both cached by the query's text, instead of Strawberry's five
+(``AddValidationRules``, ``MaxTokensLimiter``, ``ParserCache``, ``ValidationCache`` beside the
+error policy): Strawberry builds every extension and wraps each of its hooks in a context manager
+per request, which on a small query cost more than the parse they cached.
 """
 
-from typing import Any
+from collections.abc import Iterator
+from functools import lru_cache
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql import DocumentNode, GraphQLError, parse, specified_rules
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from agentcost.graphql_api.errors import EXCEPTION_HANDLERS, ErrorPolicy, log_unexpected
@@ -30,10 +26,34 @@ MAX_ALIASES = 15
 MAX_TOKENS = 2000
 CACHE_SIZE = 256
 
-_LIMIT_RULES = [
+_RULES = (
+    *specified_rules,
     *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
+)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _checked(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
+    """The parsed document and its validation errors. A syntax error (too many tokens
+    included) raises, and is not cached, as with Strawberry's ``ParserCache``."""
+    document = parse(query, max_tokens=MAX_TOKENS)
+    return document, validate_document(schema._schema, document, _RULES)
+
+
+class CheckedDocuments(SchemaExtension):
+    """Parsing and validation from ``_checked``; the operation type is checked in between, by
+    Strawberry, as before."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query is not None  # Strawberry refuses a request without one before
+        context.graphql_document, self._errors = _checked(context.query)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.execution_context.pre_execution_errors = self._errors
+        yield
 
 
 class AgentCostSchema(strawberry.Schema):
@@ -45,20 +65,10 @@ class AgentCostSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-def _extensions() -> list[Any]:
-    return [
-        lambda: AddValidationRules(_LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-        ErrorPolicy,
-    ]
-
-
 schema = AgentCostSchema(
     query=Query,
     mutation=Mutation,
     types=[Trace, Call, Feedback],
-    extensions=_extensions(),
+    extensions=[CheckedDocuments, ErrorPolicy],
     exception_handlers=EXCEPTION_HANDLERS,
 )
