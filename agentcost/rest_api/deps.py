@@ -83,9 +83,15 @@ async def authenticate(db: Database, state: AuthState, authorization: str | None
     return principal
 
 
-async def get_principal(
-    request: Request, authorization: Annotated[str | None, Header()] = None
-) -> Principal:
+Authorization = Annotated[str | None, Header()]
+
+
+async def get_principal(request: Request, authorization: Authorization = None) -> Principal:
+    """A dependency of most routes. The two single writes (``POST /api/feedback`` and ``POST
+    /api/trace``) call it and ``get_db`` themselves instead, and declare ``authorization`` as
+    a parameter of their own so OpenAPI describes the header as on every route: FastAPI's
+    solving of two dependencies per request was 13 % of a single vote's CPU, on the routes
+    that carry the service's throughput target."""
     return await authenticate(await get_db(request), await get_auth(request), authorization)
 
 

@@ -19,7 +19,16 @@ from agentcost.models import (
     TraceScore,
 )
 from agentcost.rest_api.batches import batch_body
-from agentcost.rest_api.deps import Admin, AuthDep, Caller, DbDep, Reader, Writer
+from agentcost.rest_api.deps import (
+    Admin,
+    AuthDep,
+    Authorization,
+    DbDep,
+    Reader,
+    Writer,
+    get_db,
+    get_principal,
+)
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
 from agentcost.rest_api.responses import feedback_list_response, model_response
 from agentcost.services import access, auth, feedback, quality
@@ -41,11 +50,14 @@ class FeedbackQuery(FeedbackFilter, Page):
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": FeedbackPublic, "description": "Replaced the feedback of that id."}},
 )
-async def submit(item: FeedbackCreate, db: DbDep, caller: Caller) -> Response:
+async def submit(
+    item: FeedbackCreate, request: Request, authorization: Authorization = None
+) -> Response:
     """Submit feedback on a trace. Sending a known ``id`` again replaces that feedback.
 
     Accepts an ingest or admin key, or an end user's feedback token for this trace.
     """
+    db, caller = await get_db(request), await get_principal(request, authorization)
     if caller.feedback is None:
         caller.require(auth.Scope.INGEST)
     items = await access.feedback_submission(db, caller, [item])

@@ -8,12 +8,22 @@ from agentcost.errors import parse_batch
 from agentcost.models import (
     MAX_ID,
     IngestResult,
+    Scope,
     TraceDetail,
     TraceEvent,
     TracePublic,
 )
 from agentcost.rest_api.batches import batch_body
-from agentcost.rest_api.deps import AuthDep, DbDep, Reader, Writer
+from agentcost.rest_api.deps import (
+    AuthDep,
+    Authorization,
+    DbDep,
+    Reader,
+    Writer,
+    get_auth,
+    get_db,
+    get_principal,
+)
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
 from agentcost.rest_api.responses import model_response
 from agentcost.services import access, trace_detail, traces
@@ -29,11 +39,16 @@ class TraceQuery(TraceFilter, Page):
 
 
 @router.post("/trace", status_code=status.HTTP_201_CREATED, response_model=IngestResult)
-async def ingest_trace(event: TraceEvent, db: DbDep, caller: Writer, state: AuthDep) -> Response:
+async def ingest_trace(
+    event: TraceEvent, request: Request, authorization: Authorization = None
+) -> Response:
     """One LLM call event; events sharing a trace_id build one trace.
 
     The answer carries a feedback token for the trace, to hand to the end user's browser.
     """
+    db, state = await get_db(request), await get_auth(request)
+    caller = await get_principal(request, authorization)
+    caller.require(Scope.INGEST)
     result = await access.ingest(
         db,
         caller,
