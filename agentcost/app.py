@@ -14,7 +14,7 @@ from agentcost import __version__, pricing
 from agentcost.db import Database
 from agentcost.graphql_api import install_graphql
 from agentcost.migrate import upgrade
-from agentcost.rest_api import install_error_handlers, router
+from agentcost.rest_api import install_error_handlers, install_rest
 from agentcost.rest_api.deps import AuthState
 from agentcost.services import warmup
 from agentcost.settings import Settings, get_settings
@@ -64,6 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Next-Cursor", "Link", "Retry-After"],
         )
     install_graphql(app)  # first: the REST routes' matching is then not paid by each query
-    app.include_router(router)
+    install_rest(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=True), name="static")
     return app
