@@ -63,6 +63,27 @@ async def test_bad_credentials_answer_401_with_reason(
     assert (await client.get("/api/feedback", headers=bearer(key))).json() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/api/feedback", {"trace_id": "t-1", "score": 1}), ("/api/trace", EVENT)],
+)
+async def test_single_writes_check_the_caller_themselves(
+    client: httpx.AsyncClient, db: Database, path: str, body: dict[str, Any]
+) -> None:
+    """The two single writes authenticate by a plain call rather than a dependency; they refuse
+    the same callers, with the same answers, and write nothing."""
+    read, _ = await auth.create_key(db, org_id="acme", scope=Scope.READ)
+    r = await client.post(path, json=body)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "requires an API key" in r.json()["detail"]
+    r = await client.post(path, json=body, headers=bearer(read))
+    assert r.status_code == 403
+    assert r.json()["detail"] == "this key has scope 'read'; this action needs 'ingest'"
+    assert (await client.get("/api/feedback", headers=bearer(read))).json() == []
+    assert (await client.get("/api/traces", headers=bearer(read))).json() == []
+
+
 async def test_revoked_key_is_refused(client: httpx.AsyncClient, db: Database) -> None:
     key, info = await auth.create_key(db, org_id="acme", scope=Scope.ADMIN)
     assert (await client.get("/api/traces", headers=bearer(key))).status_code == 200

@@ -78,6 +78,49 @@ async def test_parser_and_validation_caches_skip_repeated_work(
     assert (len(parses), len(validations)) == (1, 1)
 
 
+async def test_cached_documents_keep_reporting_their_errors(
+    gql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached document brings its validation errors along; a syntax error is not cached, so
+    each send reports it again."""
+    parses: list[int] = []
+    parse_document = Parser.parse_document
+
+    def counting_parse(self: Parser) -> Any:
+        parses.append(1)
+        return parse_document(self)
+
+    monkeypatch.setattr(Parser, "parse_document", counting_parse)
+    field = f"noSuchField{uuid.uuid4().hex}"
+    for _ in range(3):
+        body = await gql(f"{{ {field} }}")
+        [error] = body["errors"]
+        assert error["message"] == f"Cannot query field '{field}' on type 'Query'."
+        assert body.get("data") is None
+    assert len(parses) == 1
+    broken = f'{{ feedbackSummary(project: "{uuid.uuid4()}") {{ totalFeedback }}'
+    for _ in range(2):
+        [error] = (await gql(broken))["errors"]
+        assert error["message"] == "Syntax Error: Expected Name, found <EOF>."
+    assert len(parses) == 3
+
+
+async def test_get_runs_queries_and_refuses_mutations(client: Any, gql_data: Any) -> None:
+    """The operation type is checked between parsing and validation, cached documents or not."""
+    project = str(uuid.uuid4())
+    query = f'{{ feedbackSummary(project: "{project}") {{ totalFeedback }} }}'
+    for _ in range(2):
+        r = await client.get("/graphql", params={"query": query})
+        assert r.status_code == 200, r.text
+        assert r.json()["data"]["feedbackSummary"] == {"totalFeedback": 0}
+    mutation = 'mutation { submitFeedback(input: {traceId: "via-get", score: 1}) { __typename } }'
+    for _ in range(2):
+        r = await client.get("/graphql", params={"query": mutation})
+        assert (r.status_code, r.text) == (400, "mutations are not allowed when using GET")
+    summary = await gql_data("{ feedbackSummary { totalFeedback } }")
+    assert summary["feedbackSummary"] == {"totalFeedback": 0}
+
+
 async def test_unexpected_errors_are_masked_and_logged(
     gql: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
