@@ -28,6 +28,7 @@ from agentcost.models import (
     ServerSecret,
     utcnow,
 )
+from agentcost.services import ids
 from agentcost.services.sql import insert_for
 
 api_keys: Table = ApiKey.__table__  # type: ignore[attr-defined]
@@ -240,7 +241,7 @@ def issue_feedback_token(
         "o": org_id,
         "t": trace_id,
         "u": user_id,
-        "n": secrets.token_hex(8),
+        "n": ids.random_hex(8),
         "e": int(expires_at.timestamp()),
     }
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
