@@ -1,10 +1,10 @@
 """The schema and its protection: depth, alias and token limits, one cache of checked
 documents, error policy.
 
-One extension parses and validates, both cached by the query's text, instead of Strawberry's five
-(``AddValidationRules``, ``MaxTokensLimiter``, ``ParserCache``, ``ValidationCache`` beside the
-error policy): Strawberry builds every extension and wraps each of its hooks in a context manager
-per request, which on a small query cost more than the parse they cached.
+One extension parses and validates, both cached by the query's text, in place of four of
+Strawberry's (``AddValidationRules``, ``MaxTokensLimiter``, ``ParserCache``, ``ValidationCache``):
+Strawberry builds every extension and wraps each of its hooks in a context manager per request,
+which on a small query cost more than the parse they cached.
 """
 
 from collections.abc import Iterator
