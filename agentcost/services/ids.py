@@ -18,12 +18,11 @@ class _Entropy:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._block = b""
-        self._used = 0
+        self._forget()
         os.register_at_fork(after_in_child=self._forget)
 
     def _forget(self) -> None:
+        """No bytes held; in a forked child, and a lock no thread of the parent holds."""
         self._lock = threading.Lock()
         self._block = b""
         self._used = 0
