@@ -88,11 +88,12 @@ Authorization = Annotated[str | None, Header()]
 
 async def get_principal(request: Request, authorization: Authorization = None) -> Principal:
     """A dependency of most routes. The two single writes (``POST /api/feedback`` and ``POST
-    /api/trace``) call it and ``get_db`` themselves instead, and declare ``authorization`` as
-    a parameter of their own so OpenAPI describes the header as on every route: FastAPI's
-    solving of two dependencies per request was 13 % of a single vote's CPU, on the routes
-    that carry the service's throughput target. FastAPI checks their body before they run, so
-    there a malformed body is answered 422 before the caller is checked."""
+    /api/trace``) read the database and the caller by plain calls instead (this, or
+    ``authenticate`` where the route holds the auth state anyway), and declare
+    ``authorization`` as a parameter of their own so OpenAPI describes the header as on every
+    route: FastAPI's solving of two dependencies per request was 13 % of a single vote's CPU,
+    on the routes that carry the service's throughput target. FastAPI checks their body before
+    they run, so there a malformed body is answered 422 before the caller is checked."""
     return await authenticate(await get_db(request), await get_auth(request), authorization)
 
 

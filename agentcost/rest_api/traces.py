@@ -20,9 +20,9 @@ from agentcost.rest_api.deps import (
     DbDep,
     Reader,
     Writer,
+    authenticate,
     get_auth,
     get_db,
-    get_principal,
 )
 from agentcost.rest_api.pages import NEXT_CURSOR, link_next_page
 from agentcost.rest_api.responses import model_response
@@ -47,7 +47,7 @@ async def ingest_trace(
     The answer carries a feedback token for the trace, to hand to the end user's browser.
     """
     db, state = await get_db(request), await get_auth(request)
-    caller = await get_principal(request, authorization)
+    caller = await authenticate(db, state, authorization)
     caller.require(Scope.INGEST)
     result = await access.ingest(
         db,
