@@ -53,23 +53,30 @@ async def test_token_limit(gql: Any) -> None:
     )
 
 
-async def test_parser_and_validation_caches_skip_repeated_work(
-    gql_data: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    parses: list[int] = []
-    validations: list[int] = []
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per document graphql-core parses during the test."""
+    counted: list[int] = []
     parse_document = Parser.parse_document
-    validate = strawberry_schema.validate
 
     def counting_parse(self: Parser) -> Any:
-        parses.append(1)
+        counted.append(1)
         return parse_document(self)
+
+    monkeypatch.setattr(Parser, "parse_document", counting_parse)
+    return counted
+
+
+async def test_parser_and_validation_caches_skip_repeated_work(
+    gql_data: Any, parses: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    validations: list[int] = []
+    validate = strawberry_schema.validate
 
     def counting_validate(*args: Any, **kwargs: Any) -> Any:
         validations.append(1)
         return validate(*args, **kwargs)
 
-    monkeypatch.setattr(Parser, "parse_document", counting_parse)
     monkeypatch.setattr(strawberry_schema, "validate", counting_validate)
     # A text never sent before (the caches live for the process; comments are not in the AST).
     query = f'{{ feedbackSummary(project: "{uuid.uuid4()}") {{ totalFeedback }} }}'
@@ -78,19 +85,9 @@ async def test_parser_and_validation_caches_skip_repeated_work(
     assert (len(parses), len(validations)) == (1, 1)
 
 
-async def test_cached_documents_keep_reporting_their_errors(
-    gql: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_cached_documents_keep_reporting_their_errors(gql: Any, parses: list[int]) -> None:
     """A cached document brings its validation errors along; a syntax error is not cached, so
     each send reports it again."""
-    parses: list[int] = []
-    parse_document = Parser.parse_document
-
-    def counting_parse(self: Parser) -> Any:
-        parses.append(1)
-        return parse_document(self)
-
-    monkeypatch.setattr(Parser, "parse_document", counting_parse)
     field = f"noSuchField{uuid.uuid4().hex}"
     for _ in range(3):
         body = await gql(f"{{ {field} }}")
