@@ -49,6 +49,13 @@ BUSY_TIMEOUT_MS = 10_000  # how long a statement in the thread waits for another
 INLINE_BUDGET = 0.002
 # SQLite virtual-machine instructions between two looks at the clock (some microseconds).
 _PROGRESS_STEPS = 2_000
+# A read statement SQLite stopped at the budget goes straight to the thread afterwards (each
+# stop wastes the budget, and analytics at a million traces overran it every time); every this
+# many runs it tries the loop again, and one that keeps within the budget is forgotten.
+RETRY_INLINE = 64
+# Statements a connection remembers as slow, oldest forgotten first; the service has some
+# dozens of statement shapes.
+_SLOW_READS = 256
 # What an inline read may meet that its thread would get past: the budget, or a lock held by
 # another connection (which the thread waits for, as busy_timeout says, and the loop may not).
 _GIVE_UP = (sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -169,11 +176,13 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             adapted.reading = begin == READ_BEGIN
         try:
             outcome = None
-            if adapted.reading or adapted.inline_writes:
+            if adapted.inline_writes or (adapted.reading and adapted.tries_inline(operation)):
                 budget = INLINE_BUDGET if adapted.reading else None
                 outcome, begin = await_(
                     _execute_inline(self._connection, begin, operation, parameters, many, budget)
                 )
+                if adapted.reading:
+                    adapted.ran_inline(operation, outcome is not None)
             if outcome is None:
                 outcome = await_(self._run_async(begin, operation, parameters, many))
         except Exception as error:
@@ -197,7 +206,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("inline_writes", "pending_begin", "reading")
+    __slots__ = ("inline_writes", "pending_begin", "reading", "slow_reads")
     _cursor_cls = OneTripCursor
 
     def __init__(self, dbapi: Any, connection: aiosqlite.Connection) -> None:
@@ -208,6 +217,26 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         # whole transaction of a write it stops); COMMIT, which waits for the disk, stays in
         # the connection's thread.
         self.inline_writes = False
+        # Read statements that SQLite stopped in the loop's thread (by the budget, or rarely a
+        # lock), with the runs each has had in the connection's thread since.
+        self.slow_reads: dict[str, int] = {}
+
+    def tries_inline(self, operation: str) -> bool:
+        """Whether a read starts in the loop's thread: not one stopped there lately, but that
+        one again every ``RETRY_INLINE`` runs, as its cost varies with its parameters."""
+        runs = self.slow_reads.get(operation)
+        if runs is None:
+            return True
+        self.slow_reads[operation] = runs + 1
+        return (runs + 1) % RETRY_INLINE == 0
+
+    def ran_inline(self, operation: str, finished: bool) -> None:
+        if finished:
+            self.slow_reads.pop(operation, None)
+            return
+        if operation not in self.slow_reads and len(self.slow_reads) >= _SLOW_READS:
+            del self.slow_reads[next(iter(self.slow_reads))]
+        self.slow_reads[operation] = 0
 
     def begin_on_next_statement(self, begin: str) -> None:
         """Open the transaction with ``begin`` (BEGIN, BEGIN IMMEDIATE) in the same call as

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from agentcost import sqlite_driver
 from agentcost.db import CHECKPOINT_INTERVAL, CHECKPOINT_LINGER, INLINE_ROWS, Database
 
 pytestmark = pytest.mark.anyio
@@ -74,6 +75,36 @@ async def test_a_read_over_the_budget_runs_again_in_the_thread(
     assert trips == ["_execute"]
     async with db.read() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+
+
+async def test_a_read_stopped_at_the_budget_goes_to_the_thread_until_a_retry_keeps_within_it(
+    db: Database, trips: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its cost varies with its parameters: every RETRY_INLINE-th run tries the loop again."""
+    monkeypatch.setattr(sqlite_driver, "RETRY_INLINE", 3)
+    inline: list[int] = []
+    original = sqlite_driver._execute_inline
+
+    async def counted(*args: object) -> object:
+        inline.append(1)
+        return await original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sqlite_driver, "_execute_inline", counted)
+    counting = text(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n) "
+        "SELECT count(*) FROM n"
+    )
+    await db.ping()
+    async with db.read() as conn:
+        ran = []
+        for size in (3_000_000, 5, 5, 5, 5):
+            inline.clear()
+            trips.clear()
+            assert (await conn.execute(counting, {"n": size})).scalar() == size
+            ran.append((len(inline), len(trips)))
+    # Stopped in the loop and run again in the thread; then straight to the thread twice; the
+    # third run tries the loop, keeps within the budget, and the statement is forgotten.
+    assert ran == [(1, 1), (0, 1), (0, 1), (1, 0), (1, 0)]
 
 
 async def _count(db: Database) -> int:
