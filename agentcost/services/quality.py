@@ -13,7 +13,17 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, exists, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Integer,
+    bindparam,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 
 from agentcost.db import Database
 from agentcost.errors import NotFound
@@ -42,6 +52,11 @@ from agentcost.services.rollups import (
 from agentcost.services.sql import calls, count_where, feedback, of_traces, trace_params, traces
 
 _Z = 1.959963984540054  # two-sided 95 %
+# The scan path's column of each source's votes, for the summary's by_source.
+_SOURCE_COLUMNS = {source: f"votes_{index}" for index, source in enumerate(FeedbackSource)}
+# Roll-up rows of all sources and of each, as constants in the statement text: a list of bound
+# values is rendered anew on every execution (and SQLite then prepares a new statement).
+_EVERY_SOURCE = [literal_column(f"'{s}'") for s in (ALL_SOURCES, *FeedbackSource)]
 
 
 def _subjects(
@@ -50,17 +65,25 @@ def _subjects(
     conditions: Sequence[Any],
     keep_unknown_traces: bool = False,
     by_call: bool = False,
+    per_source: bool = False,
 ) -> Any:
-    """One row per (group, subject) with its vote counts and its cost, counted once.
+    """One row per (group, subject) with its vote counts and its cost, counted once, and with
+    ``per_source`` its votes from each source (``_SOURCE_COLUMNS``).
 
     Only per-model groups rate calls as subjects of their own (a call's model may differ from
     its trace's); every other group counts the whole trace once, so no cost is counted twice.
     """
     keys = [expr.label(name) for name, expr in groups.items()]
     subject = [feedback.c.trace_id, calls.c.call_id] if by_call else [feedback.c.trace_id]
+    sources = [
+        count_where(feedback.c.source == source.value).label(column)
+        for source, column in _SOURCE_COLUMNS.items()
+        if per_source
+    ]
     return (
         select(
             *keys,
+            *sources,
             func.count().label("n"),
             count_where(feedback.c.score == 1).label("pos"),
             count_where(feedback.c.score == -1).label("neg"),
@@ -78,8 +101,14 @@ def _groups_query(subjects: Any, group_names: Sequence[str]) -> Any:
     s = subjects.c
     known = s.known == 1
     keys = [s[name] for name in group_names]
+    sources = [
+        func.coalesce(func.sum(s[column]), 0).label(column)
+        for column in _SOURCE_COLUMNS.values()
+        if column in s
+    ]
     return select(
         *keys,
+        *sources,
         func.coalesce(func.sum(s.n), 0).label("total"),
         func.coalesce(func.sum(s.pos), 0).label("positive"),
         func.coalesce(func.sum(s.neg), 0).label("negative"),
@@ -191,12 +220,14 @@ async def by_prompt_version(
 
 async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> FeedbackSummary:
     """Everything in the org; feedback on unknown traces counts unless a trace filter is set."""
+    sources: dict[str, int] = defaultdict(int)
     async with db.read() as conn:
-        groups = await _group_sums(conn, org_id, "all", filters)
-        sources = await _source_counts(conn, org_id, filters)
+        groups = await _group_sums(conn, org_id, "all", filters, sources=sources)
     counts = groups.get(("", NO_VERSION), Counts())
     return FeedbackSummary(
-        **metrics(counts), unknown_trace_feedback=counts.unknown, by_source=sources
+        **metrics(counts),
+        unknown_trace_feedback=counts.unknown,
+        by_source={source: total for source, total in sorted(sources.items()) if total},
     )
 
 
@@ -223,6 +254,7 @@ class _Shape:
     user_id: bool
     tag: bool
     key1: bool
+    per_source: bool
     ranges: tuple[tuple[str, bool, bool], ...] = ()  # level, has low, has high
     windows: tuple[tuple[bool, bool], ...] = ()  # scans: has since, has until
 
@@ -233,6 +265,8 @@ def _bind(
     key1: str | None,
     ranges: Sequence[Range] = (),
     windows: Sequence[Window] = (),
+    *,
+    per_source: bool = False,
 ) -> tuple[_Shape, dict[str, Any]]:
     """A request's shape and the values its statement binds (names as ``_param`` gives them),
     from the same arguments, so the two cannot disagree."""
@@ -242,6 +276,7 @@ def _bind(
         user_id=filters.user_id is not None,
         tag=filters.tag is not None,
         key1=key1 is not None,
+        per_source=per_source,
         ranges=tuple((level, low is not None, high is not None) for level, low, high in ranges),
         windows=tuple((since is not None, until is not None) for since, until in windows),
     )
@@ -316,7 +351,7 @@ def _windowed(shape: _Shape) -> list[list[Any]]:
 def _scan_statement(dim: str, shape: _Shape) -> Any:
     groups, conditions, options = _scan_groups(dim, shape.key1)
     parts = [
-        _subjects(groups, conditions=[*window, *conditions], **options)
+        _subjects(groups, conditions=[*window, *conditions], per_source=shape.per_source, **options)
         for window in _windowed(shape)
     ]
     subjects = _one_statement(parts).subquery("subjects")
@@ -330,11 +365,14 @@ async def _scan(
     filters: AnalyticsFilter,
     key1: str | None,
     windows: Sequence[Window] | None = None,
+    *,
+    sources: dict[str, int] | None = None,
 ) -> dict[GroupKey, Counts]:
-    """The scan path: over the filters' own window, or over several windows of trace time."""
+    """The scan path: over the filters' own window, or over several windows of trace time;
+    with ``sources``, each source's votes are added to it from the same statement."""
     if windows is None:
         windows = [(filters.since, filters.until)]
-    shape, values = _bind(org_id, filters, key1, windows=windows)
+    shape, values = _bind(org_id, filters, key1, windows=windows, per_source=sources is not None)
     result: dict[GroupKey, Counts] = {}
     for row in await conn.execute(_scan_statement(dim, shape), values):
         result[(row.key1, int(row.key2))] = Counts(
@@ -347,99 +385,78 @@ async def _scan(
             costed=int(row.costed),
             unknown=int(row.unknown),
         )
+        if sources is not None:
+            for source, column in _SOURCE_COLUMNS.items():
+                sources[source.value] += int(row._mapping[column])
     return result
 
 
 @cache
 def _rollup_statement(dim: str, shape: _Shape) -> Any:
+    """Each group's sums over the shape's ranges; with ``per_source`` (the summary, whose
+    ``all`` dimension has one group), each source's sums instead, grouped by the source alone:
+    the index range yields its rows in source order, so no part sorts them."""
+    keys = [rollups.c.source] if shape.per_source else [rollups.c.key1, rollups.c.key2]
     return _one_statement(
         [
             select(
-                rollups.c.key1,
-                rollups.c.key2,
+                *keys,
                 *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
             )
             .where(*_rollup_conditions(dim, shape, index))
-            .group_by(rollups.c.key1, rollups.c.key2)
+            .group_by(*keys)
             for index in range(len(shape.ranges))
         ]
     )
 
 
 async def _group_sums(
-    conn: Any, org_id: str, dim: str, filters: AnalyticsFilter, *, key1: str | None = None
+    conn: Any,
+    org_id: str,
+    dim: str,
+    filters: AnalyticsFilter,
+    *,
+    key1: str | None = None,
+    sources: dict[str, int] | None = None,
 ) -> dict[GroupKey, Counts]:
-    """The sums of each non-empty group, exactly as the scan path would give them."""
+    """The sums of each non-empty group, exactly as the scan path would give them; with
+    ``sources`` (the summary's by_source, so ``dim`` is ``all``), each source's votes are added
+    to it by the same statements rather than by a second read of the same roll-up ranges and
+    window edges."""
     if filters.user_id is not None or filters.tag is not None:
-        return await _scan(conn, org_id, dim, filters, key1)
+        return await _scan(conn, org_id, dim, filters, key1, sources=sources)
     ranges, edges = _plan(filters)
     result: dict[GroupKey, Counts] = defaultdict(Counts)
     if ranges:
-        shape, values = _bind(org_id, filters, key1, ranges)
+        shape, values = _bind(org_id, filters, key1, ranges, per_source=sources is not None)
         for row in await conn.execute(_rollup_statement(dim, shape), values):
-            result[(row.key1, int(row.key2))].add(
-                Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
-            )
+            counts = Counts(**{name: int(getattr(row, name)) for name in COUNT_FIELDS})
+            if sources is None:
+                result[(row.key1, int(row.key2))].add(counts)
+                continue
+            # The all-sources ("*") rows are the group's sums and the others count each
+            # source's votes; under a source filter, that source's rows are both.
+            if filters.source is not None or row.source == ALL_SOURCES:
+                result[("", NO_VERSION)].add(counts)
+            if row.source != ALL_SOURCES:
+                sources[row.source] += counts.total
     if edges:
-        for key, counts in (await _scan(conn, org_id, dim, filters, key1, edges)).items():
+        scanned = await _scan(conn, org_id, dim, filters, key1, edges, sources=sources)
+        for key, counts in scanned.items():
             result[key].add(counts)
     return {key: counts for key, counts in result.items() if counts.total}
 
 
-@cache
-def _source_rollup_statement(shape: _Shape) -> Any:
-    return _one_statement(
-        [
-            select(rollups.c.source, func.sum(rollups.c.total).label("total"))
-            .where(*_rollup_conditions("all", shape, index, per_source=True))
-            .group_by(rollups.c.source)
-            for index in range(len(shape.ranges))
-        ]
-    )
-
-
-@cache
-def _source_scan_statement(shape: _Shape) -> Any:
-    votes = _one_statement(
-        [
-            select(feedback.c.source)
-            .select_from(join_attribution(feedback, keep_unknown_traces=True))
-            .where(*window)
-            for window in _windowed(shape)
-        ]
-    ).subquery("votes")
-    return select(votes.c.source, func.count().label("total")).group_by(votes.c.source)
-
-
-async def _source_counts(conn: Any, org_id: str, filters: AnalyticsFilter) -> dict[str, int]:
-    """Votes per source for the summary, from the same pieces as _group_sums."""
-    result: dict[str, int] = defaultdict(int)
-    windows: list[Window] = [(filters.since, filters.until)]
-    if filters.user_id is None and filters.tag is None:
-        ranges, windows = _plan(filters)
-        if ranges:
-            shape, values = _bind(org_id, filters, None, ranges)
-            for source, total in await conn.execute(_source_rollup_statement(shape), values):
-                result[source] += int(total)
-    if windows:
-        shape, values = _bind(org_id, filters, None, windows=windows)
-        for source, total in await conn.execute(_source_scan_statement(shape), values):
-            result[source] += int(total)
-    return {source: total for source, total in result.items() if total}
-
-
-def _rollup_conditions(
-    dim: str, shape: _Shape, index: int, *, per_source: bool = False
-) -> list[Any]:
+def _rollup_conditions(dim: str, shape: _Shape, index: int) -> list[Any]:
     """Rows of one level and bucket range of a dimension under the filters (one index range:
-    an OR of levels would scan the organisation's every row); per_source picks each source's
-    own rows instead of the all-sources ("*") ones when no source is asked for."""
+    an OR of levels would scan the organisation's every row); with ``per_source`` and no
+    source asked for, each source's own rows besides the all-sources ("*") ones."""
     level, low, high = shape.ranges[index]
     conditions = [rollups.c.org_id == _param("org_id"), rollups.c.dim == dim + level]
     if shape.source:
         conditions.append(rollups.c.source == _param("source"))
-    elif per_source:
-        conditions.append(rollups.c.source.in_([s.value for s in FeedbackSource]))
+    elif shape.per_source:
+        conditions.append(rollups.c.source.in_(_EVERY_SOURCE))
     else:
         conditions.append(rollups.c.source == ALL_SOURCES)
     if shape.key1:
