@@ -105,6 +105,18 @@ async def test_a_read_stopped_at_the_budget_goes_to_the_thread_until_a_retry_kee
     # Stopped in the loop and run again in the thread; then straight to the thread twice; the
     # third run tries the loop, keeps within the budget, and the statement is forgotten.
     assert ran == [(1, 1), (0, 1), (0, 1), (1, 0), (1, 0)]
+    async with db.read() as conn:
+        inline.clear()
+        trips.clear()
+        assert (await conn.execute(counting, {"n": 3_000_000})).scalar() == 3_000_000
+    async with db.read() as conn:
+        # Known as slow, it opens its transaction in the thread, where BEGIN rides along.
+        inline.clear()
+        trips.clear()
+        assert (await conn.execute(counting, {"n": 7})).scalar() == 7
+        assert (inline, trips) == ([], ["_execute"])
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
+        assert trips == ["_execute"]  # the next statement of that transaction: in the loop
 
 
 async def _count(db: Database) -> int:
