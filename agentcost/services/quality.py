@@ -223,7 +223,7 @@ async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> Fee
     sources: dict[str, int] = defaultdict(int)
     async with db.read() as conn:
         groups = await _group_sums(conn, org_id, "all", filters, sources=sources)
-    counts = groups.get(("", NO_VERSION), Counts())
+    counts = groups.get(_WHOLE_ORG, Counts())
     return FeedbackSummary(
         **metrics(counts),
         unknown_trace_feedback=counts.unknown,
@@ -238,6 +238,7 @@ async def summary(db: Database, *, org_id: str, filters: AnalyticsFilter) -> Fee
 GroupKey = tuple[str, int]
 Range = tuple[str, int | None, int | None]  # roll-up level, bucket range [low, high)
 Window = tuple[datetime | None, datetime | None]  # of trace time, [since, until)
+_WHOLE_ORG: GroupKey = ("", NO_VERSION)  # the one group of the "all" dimension
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +438,7 @@ async def _group_sums(
             # The all-sources ("*") rows are the group's sums and the others count each
             # source's votes; under a source filter, that source's rows are both.
             if filters.source is not None or row.source == ALL_SOURCES:
-                result[("", NO_VERSION)].add(counts)
+                result[_WHOLE_ORG].add(counts)
             if row.source != ALL_SOURCES:
                 sources[row.source] += counts.total
     if edges:
