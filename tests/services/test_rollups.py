@@ -3,6 +3,7 @@ read from them equal the scan path for any window, whole hours or not."""
 
 import contextlib
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,6 +143,14 @@ async def test_rollup_reads_equal_the_scan_path_for_any_window(
             from_rollups = await quality._group_sums(conn, org, dim, filters, key1=key1)
             scanned = await quality._scan(conn, org, dim, filters, key1)
             assert from_rollups == {k: c for k, c in scanned.items() if c.total}, dim
+        # The summary's votes per source, read by the same statements as its counts.
+        rolled: dict[str, int] = defaultdict(int)
+        counted: dict[str, int] = defaultdict(int)
+        with_sources = await quality._group_sums(conn, org, "all", filters, sources=rolled)
+        assert with_sources == await quality._group_sums(conn, org, "all", filters)
+        await quality._scan(conn, org, "all", filters, None, sources=counted)
+        assert {s: n for s, n in rolled.items() if n} == {s: n for s, n in counted.items() if n}
+        assert sum(rolled.values()) == sum(c.total for c in with_sources.values())
 
 
 async def test_window_edges_inside_and_on_hour_boundaries(db: Database) -> None:
