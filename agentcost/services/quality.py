@@ -318,7 +318,8 @@ def _scan_groups(dim: str, key1: bool) -> tuple[dict[str, Any], list[Any], dict[
             [traces.c.prompt_id == _param("key1")],
             {},
         )
-    return {"key1": literal(""), "key2": literal(NO_VERSION)}, [], {"keep_unknown_traces": True}
+    key1, key2 = _WHOLE_ORG
+    return {"key1": literal(key1), "key2": literal(key2)}, [], {"keep_unknown_traces": True}
 
 
 def _windowed(shape: _Shape) -> list[list[Any]]:
