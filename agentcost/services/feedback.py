@@ -33,6 +33,7 @@ from agentcost.services.sql import (
     in_json_list,
     json_array,
     of_traces,
+    records,
     trace_params,
     traces,
 )
@@ -221,18 +222,9 @@ def _reject_repeated_ids(items: Sequence[FeedbackCreate]) -> None:
 
 
 async def get(db: Database, *, org_id: str, feedback_id: str) -> FeedbackPublic:
+    stmt = select(feedback).where(feedback.c.org_id == org_id, feedback.c.id == feedback_id)
     async with db.read() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(feedback).where(
-                        feedback.c.org_id == org_id, feedback.c.id == feedback_id
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = next(records(await conn.execute(stmt)), None)
     if row is None:
         raise NotFound("feedback", feedback_id)
     return FeedbackPublic.model_validate(row)
@@ -246,7 +238,7 @@ async def get_many(
         return {}
     params = {"org_id": org_id, "ids": json_array(feedback_ids)}
     async with db.read() as conn:
-        rows = (await conn.execute(_BY_IDS, params)).mappings()
+        rows = records(await conn.execute(_BY_IDS, params))
         return {row["id"]: FeedbackPublic.model_validate(row) for row in rows}
 
 
@@ -264,12 +256,11 @@ async def update_feedback(
     where = (feedback.c.org_id == org_id, feedback.c.id == feedback_id)
     async with db.write() as conn, rollups.maintained(conn, feedback_of=[(org_id, feedback_id)]):
         if values:
-            stmt = update(feedback).where(*where).values(**values, updated_at=utcnow())
+            changed = update(feedback).where(*where).values(**values, updated_at=utcnow())
+            stmt: Any = changed.returning(*feedback.c)
         else:
             stmt = select(feedback).where(*where)
-        row = (
-            (await conn.execute(stmt.returning(*feedback.c) if values else stmt)).mappings().first()
-        )
+        row = next(records(await conn.execute(stmt)), None)
     if row is None:
         raise NotFound("feedback", feedback_id)
     return FeedbackPublic.model_validate(row)
@@ -321,7 +312,7 @@ async def list_feedback(
         stmt = stmt.where(tuple_(feedback.c.created_at, feedback.c.id) < tuple_(created, last_id))
     stmt = stmt.order_by(feedback.c.created_at.desc(), feedback.c.id.desc()).limit(limit + 1)
     async with db.read() as conn:
-        rows = (await conn.execute(stmt)).mappings().all()
+        rows = list(records(await conn.execute(stmt)))
     page = [FeedbackPublic.model_validate(r) for r in rows[:limit]]
     next_cursor = feedback_cursor(page[-1]) if len(rows) > limit else None
     return page, next_cursor
@@ -348,8 +339,7 @@ async def for_traces(
     if not trace_ids:
         return result
     async with db.read() as conn:
-        rows = (await conn.execute(_OF_TRACES, trace_params(org_id, trace_ids))).mappings()
-        for row in rows:
+        for row in records(await conn.execute(_OF_TRACES, trace_params(org_id, trace_ids))):
             result[row["trace_id"]].append(FeedbackPublic.model_validate(row))
     return result
 

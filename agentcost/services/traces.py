@@ -13,7 +13,6 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Text, and_, bindparam, case, exists, func, or_, select, tuple_
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost import pricing
@@ -43,6 +42,7 @@ from agentcost.services.sql import (
     json_array,
     json_merge,
     of_traces,
+    records,
     trace_params,
     traces,
 )
@@ -318,16 +318,9 @@ async def _stored(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> set
 
 
 async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:
+    stmt = select(traces).where(traces.c.org_id == org_id, traces.c.trace_id == trace_id)
     async with db.read() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(traces).where(traces.c.org_id == org_id, traces.c.trace_id == trace_id)
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = next(records(await conn.execute(stmt)), None)
     if row is None:
         raise NotFound("trace", trace_id)
     return trace_public(row)
@@ -349,7 +342,7 @@ async def get_traces(
     if not trace_ids:
         return {}
     async with db.read() as conn:
-        rows = (await conn.execute(_TRACES_BY_ID, trace_params(org_id, trace_ids))).mappings()
+        rows = records(await conn.execute(_TRACES_BY_ID, trace_params(org_id, trace_ids)))
         return {row["trace_id"]: trace_public(row) for row in rows}
 
 
@@ -383,7 +376,7 @@ async def list_traces(
             )
         stmt = stmt.order_by(traces.c.started_at.desc(), traces.c.trace_id.desc())
     async with db.read() as conn:
-        rows = (await conn.execute(stmt.limit(limit + 1))).mappings().all()
+        rows = list(records(await conn.execute(stmt.limit(limit + 1))))
     page = [trace_public(r) for r in rows[:limit]]
     next_cursor = trace_cursor(page[-1], order) if len(rows) > limit else None
     return page, next_cursor
@@ -420,8 +413,7 @@ async def get_calls(
     if not trace_ids:
         return result
     async with db.read() as conn:
-        rows = (await conn.execute(_CALLS_OF_TRACES, trace_params(org_id, trace_ids))).mappings()
-        for row in rows:
+        for row in records(await conn.execute(_CALLS_OF_TRACES, trace_params(org_id, trace_ids))):
             result[row["trace_id"]].append(CallPublic.model_validate(row))
     return result
 
@@ -434,14 +426,13 @@ async def get_calls_by_ids(
         return {}
     params = {"org_id": org_id, "keys": json_array(keys)}
     async with db.read() as conn:
-        rows = (await conn.execute(_CALLS_BY_KEY, params)).mappings()
+        rows = records(await conn.execute(_CALLS_BY_KEY, params))
         return {(row["trace_id"], row["call_id"]): CallPublic.model_validate(row) for row in rows}
 
 
-def trace_public(row: RowMapping) -> TracePublic:
-    return TracePublic.model_validate(
-        {**row, "status": "error" if row["error_count"] else "success"}
-    )
+def trace_public(row: dict[str, Any]) -> TracePublic:
+    row["status"] = "error" if row["error_count"] else "success"
+    return TracePublic.model_validate(row)
 
 
 async def ensure_trace_known(db: Database, *, org_id: str, trace_id: str) -> None:
