@@ -40,6 +40,14 @@ _INLINE = "agentcost_inline_writes"
 # Entries per group commit: enough to absorb every connection of a busy server, small enough
 # that one group's statements stay a few milliseconds.
 MAX_GROUP = 256
+# Turns of the event loop the writer lets pass between a group's first entry and taking the
+# group. Requests that arrive together reach the queue over a few turns each (the socket read,
+# then the request's task, then its handler), and a group has a fixed cost (a few statements
+# and a commit: in-process, one vote alone 5.1 ms, 32 together 8.4 ms). Taking only what was
+# queued at once, groups at 32 connections held 16 votes on average; after four turns, 32, for
+# about a tenth less server CPU per vote (a sixth per trace event). An idle server's write
+# waits four empty turns of the loop, some microseconds.
+GATHER_TURNS = 4
 # WAL pages after which a commit checkpoints in line, SQLite's own way (its default is 1,000).
 # Only a backstop: the checkpointer thread copies the WAL long before, but a PASSIVE checkpoint
 # racing a stream of commits never finishes it, and only a finished one lets the next writer
@@ -164,6 +172,10 @@ class Database:
     async def _run_writer(self, writer: _Writer) -> None:
         while True:
             group = [await writer.queue.get()]
+            for _ in range(GATHER_TURNS):
+                if writer.queue.qsize() + len(group) >= MAX_GROUP:
+                    break
+                await asyncio.sleep(0)
             while len(group) < MAX_GROUP and not writer.queue.empty():
                 group.append(writer.queue.get_nowait())
             taken = len(group)

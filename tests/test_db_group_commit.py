@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcost.db import Database
+from agentcost.db import GATHER_TURNS, Database
 from agentcost.migrate import upgrade
 from agentcost.models import FeedbackCreate, TraceEvent, utcnow
 from agentcost.services import feedback, traces
@@ -65,6 +65,23 @@ async def test_concurrent_writes_share_one_commit_and_get_their_own_results(db: 
     assert results == [f"stored {i}" for i in ids]
     assert await _stored_ids(db) == set(ids)
     assert max(group_sizes) > 1  # queued together, committed together
+
+
+async def test_writes_reaching_the_queue_over_a_few_loop_turns_share_one_commit(
+    db: Database,
+) -> None:
+    """As requests sent together do: each comes a turn of the event loop after the last."""
+    group_sizes.clear()
+
+    async def arrive(item_id: str, turns: int) -> str:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        return await db.write_grouped(_plain_insert, item_id, rows=1)
+
+    ids = [f"turn{i}" for i in range(GATHER_TURNS)]
+    results = await asyncio.gather(*(arrive(i, turns) for turns, i in enumerate(ids)))
+    assert results == [f"stored {i}" for i in ids]
+    assert group_sizes == [len(ids)]
 
 
 async def test_a_failing_item_fails_alone_in_python(db: Database) -> None:
