@@ -48,6 +48,7 @@ from sqlalchemy.schema import CreateTable
 
 from agentcost.models import QualityRollup
 from agentcost.services.sql import (
+    Precompiled,
     calls,
     epoch_seconds,
     feedback,
@@ -147,7 +148,7 @@ _TRACE_IDS = bindparam("trace_ids", type_=Text)  # a JSON array of trace ids
 
 
 @cache
-def _record(sign: int, some: bool) -> Any:
+def _record(sign: int, some: bool) -> Precompiled:
     """Adds to the delta table the finest-level rows of the voted traces of ``:org_id`` (those in
     ``:trace_ids`` when ``some``, else all of them), each multiplied by ``sign``, with the
     per-trace rules of ``quality._subjects``; built once per variant, as it costs to build."""
@@ -250,7 +251,7 @@ def _record(sign: int, some: bool) -> Any:
             known_only=True,
         ),
     )
-    return insert(_delta).from_select([c.name for c in _delta.c], image)
+    return Precompiled(insert(_delta).from_select([c.name for c in _delta.c], image))
 
 
 def _sum(column: Any, *, wide: bool) -> Any:
@@ -262,7 +263,7 @@ def _sum(column: Any, *, wide: bool) -> Any:
 
 
 @cache
-def _apply(dialect: str) -> Any:
+def _apply(dialect: str) -> Precompiled:
     """Net delta per key at every level, upserted; built once (ON CONFLICT costs to build).
 
     The levels cascade: the finest buckets are summed from the delta's rows, each coarser level
@@ -304,9 +305,11 @@ def _apply(dialect: str) -> Any:
     stmt = insert_for(dialect, rollups).from_select(
         ["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], ordered
     )
-    return stmt.on_conflict_do_update(
-        index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
-        set_={name: rollups.c[name] + stmt.excluded[name] for name in COUNT_FIELDS},
+    return Precompiled(
+        stmt.on_conflict_do_update(
+            index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
+            set_={name: rollups.c[name] + stmt.excluded[name] for name in COUNT_FIELDS},
+        )
     )
 
 
@@ -349,7 +352,7 @@ _TRACES_OF_FEEDBACK = select(feedback.c.trace_id).where(
 _HAS_ROWS = select(
     or_(exists().where(traces.c.org_id == _ORG), exists().where(feedback.c.org_id == _ORG))
 )
-_CLEAR_DELTA = _delta.delete()
+_CLEAR_DELTA = Precompiled(_delta.delete())
 _IDS_PER_IMAGE = 10_000
 APPLY_EVERY = 200_000  # delta rows (about 17 per voted trace) before it is applied, by default
 
@@ -437,13 +440,13 @@ class Maintenance:
             await self.conn.exec_driver_sql(_create_delta(self.conn.dialect.name))
             self._delta_ready = True
         if trace_ids is None:
-            await self._recorded(await self.conn.execute(_record(sign, False), {"org_id": org_id}))
+            await self._recorded(await _record(sign, False).run(self.conn, {"org_id": org_id}))
             return
         # Bounded lists: PostgreSQL matches ids against the whole array for each row it reads.
         for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
             chunk = trace_ids[start : start + _IDS_PER_IMAGE]
-            recorded = await self.conn.execute(
-                _record(sign, True), {"org_id": org_id, "trace_ids": json_array(chunk)}
+            recorded = await _record(sign, True).run(
+                self.conn, {"org_id": org_id, "trace_ids": json_array(chunk)}
             )
             await self._recorded(recorded)
 
@@ -461,8 +464,8 @@ class Maintenance:
         to a bounded size, which lets a connection hold its temporary tables in memory.
         Without a bound, the coarser levels are upserted once instead of once per part."""
         if self._in_delta:
-            await self.conn.execute(_apply(self.conn.dialect.name))
-            await self.conn.execute(_CLEAR_DELTA)
+            await _apply(self.conn.dialect.name).run(self.conn)
+            await _CLEAR_DELTA.run(self.conn)
             self._in_delta = 0
 
 
@@ -503,6 +506,6 @@ def rebuild(conn: Connection, org_id: str | None = None) -> None:
     if org_id is not None:
         orgs_stmt = orgs_stmt.where(feedback.c.org_id == org_id)
     for org in conn.execute(orgs_stmt).scalars().all():
-        conn.execute(_record(1, False), {"org_id": org})
-    conn.execute(_apply(conn.dialect.name))
-    conn.execute(_CLEAR_DELTA)
+        conn.exec_driver_sql(*_record(1, False).bound(conn.dialect, {"org_id": org}))
+    conn.exec_driver_sql(*_apply(conn.dialect.name).bound(conn.dialect, {}))
+    conn.exec_driver_sql(*_CLEAR_DELTA.bound(conn.dialect, {}))

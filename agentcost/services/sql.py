@@ -7,7 +7,7 @@ from pydantic_core import to_json
 from sqlalchemy import Select, Table, bindparam, case, cast, func, literal_column, select
 from sqlalchemy.dialects import postgresql, registry, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.engine import Result
+from sqlalchemy.engine import Dialect, Result
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement
@@ -138,6 +138,55 @@ class BulkInsert:
 
 def _json_text(value: Any) -> str:
     return to_json(value).decode()
+
+
+# A statement's compiled text, the order of its positional parameters (None for named ones),
+# the values of its constants and the names of the values each run must give.
+_Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any], frozenset[str]]
+
+
+class Precompiled:
+    """A statement built once and run as the text each dialect compiles it to, its values bound
+    by the driver.
+
+    Run the usual way, SQLAlchemy hashes the statement's cache key to find its compiled form and
+    processes every bound value, constants included, on each execution: for the roll-up image
+    (85 bound values) and apply (45) that took 150-200 µs a run on this kind of machine, beside
+    a small group commit's few milliseconds. Here it happens once per dialect and driver (the
+    drivers of one database take different parameter styles). Only for statements whose values
+    the driver takes as they are (text, numbers), which compiling checks.
+    """
+
+    def __init__(self, statement: Any) -> None:
+        self._statement = statement
+        self._compiled: dict[tuple[str, str], _Compiled] = {}
+
+    def bound(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
+        """The SQL text and its parameters, as ``exec_driver_sql`` takes them."""
+        compiled = self._compiled.get((dialect.name, dialect.driver)) or self._compile(dialect)
+        text, order, constants, required = compiled
+        if missing := required - params.keys():
+            raise ValueError(f"no value given for {', '.join(sorted(missing))}")
+        values = constants | dict(params)
+        if order is None:
+            return text, values
+        return text, tuple(values[name] for name in order)
+
+    async def run(self, conn: AsyncConnection, params: Mapping[str, Any] | None = None) -> Any:
+        return await conn.exec_driver_sql(*self.bound(conn.dialect, params or {}))
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        compiled = self._statement.compile(dialect=dialect)
+        binds = compiled.bind_names.items()  # each bound value and its name in the text
+        for bind, name in binds:
+            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
+                raise ValueError(f"{name}: a value the driver cannot take as it is")
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        constants = {name: bind.value for bind, name in binds if not bind.required}
+        required = frozenset(name for bind, name in binds if bind.required)
+        result = (str(compiled), order, constants, required)
+        self._compiled[dialect.name, dialect.driver] = result
+        return result
 
 
 def insert_for(dialect: str, table: Table) -> Any:

@@ -1,0 +1,57 @@
+"""``Precompiled``: a statement compiled once per dialect and driver, run as its text with the
+caller's values and its own constants bound in the compiled order."""
+
+import contextlib
+import sqlite3
+
+import pytest
+from sqlalchemy import Text, bindparam, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agentcost.db import Database
+from agentcost.models import UTCDateTime
+from agentcost.services.sql import Precompiled
+
+pytestmark = pytest.mark.anyio
+
+# A required value between two constants, and the same value twice: SQLite's positional
+# parameters then name it twice, PostgreSQL's once.
+_STATEMENT = Precompiled(
+    select(
+        literal(7).label("seven"),
+        bindparam("name", type_=Text).label("name"),
+        literal("x").label("x"),
+        (bindparam("name", type_=Text) + literal("!")).label("loud"),
+    )
+)
+
+
+async def test_runs_with_the_callers_values_and_its_constants(db: Database) -> None:
+    async with db.read() as conn:
+        first = (await _STATEMENT.run(conn, {"name": "abc"})).one()
+        second = (await _STATEMENT.run(conn, {"name": "de"})).one()
+    assert tuple(first) == (7, "abc", "x", "abc!")
+    assert tuple(second) == (7, "de", "x", "de!")
+
+
+def test_positional_parameters_in_the_compiled_order_named_ones_by_name() -> None:
+    text, values = _STATEMENT.bound(sqlite.dialect(), {"name": "abc"})
+    assert isinstance(values, tuple)
+    with contextlib.closing(sqlite3.connect(":memory:")) as conn:
+        assert conn.execute(text, values).fetchone() == (7, "abc", "x", "abc!")
+    text, named = _STATEMENT.bound(postgresql.psycopg.dialect(), {"name": "abc"})
+    assert text.count("%(name)s") == 2
+    assert named["name"] == "abc"
+    assert sorted(map(str, named.values())) == ["!", "7", "abc", "x"]
+
+
+def test_a_missing_value_is_named() -> None:
+    with pytest.raises(ValueError, match="no value given for name"):
+        _STATEMENT.bound(sqlite.dialect(), {})
+
+
+def test_refuses_a_value_the_driver_would_need_converted() -> None:
+    """A date is stored as text on SQLite: bound as it is, the driver would store it wrongly."""
+    dated = Precompiled(select(bindparam("at", type_=UTCDateTime())))
+    with pytest.raises(ValueError, match="at: a value the driver cannot take as it is"):
+        dated.bound(sqlite.dialect(), {"at": None})
