@@ -42,11 +42,11 @@ _INLINE = "agentcost_inline_writes"
 MAX_GROUP = 256
 # Turns of the event loop the writer lets pass between a group's first entry and taking the
 # group. Requests that arrive together reach the queue over a few turns each (the socket read,
-# then the request's task, then its handler), and a group has a fixed cost (a few statements
-# and a commit: in-process, one vote alone 5.1 ms, 32 together 8.4 ms). Taking only what was
-# queued at once, groups at 32 connections held 16 votes on average; after four turns, 32, for
-# about a tenth less server CPU per vote (a sixth per trace event). An idle server's write
-# waits four empty turns of the loop, some microseconds.
+# then the request's task, then its handler), and a group's fixed cost (its statements and
+# commit) is about that of forty more votes. Taking only what was queued at once, groups at 32
+# connections held 16 votes on average; after four turns, 32, for about a tenth less server
+# CPU per vote (a sixth per trace event). An idle server's write waits four empty turns of the
+# loop, some microseconds.
 GATHER_TURNS = 4
 # WAL pages after which a commit checkpoints in line, SQLite's own way (its default is 1,000).
 # Only a backstop: the checkpointer thread copies the WAL long before, but a PASSIVE checkpoint
