@@ -431,6 +431,7 @@ async def get_calls_by_ids(
 
 
 def trace_public(row: dict[str, Any]) -> TracePublic:
+    """From a row's own dict (``records``), which takes the status in place of a copy."""
     row["status"] = "error" if row["error_count"] else "success"
     return TracePublic.model_validate(row)
 

@@ -14,8 +14,8 @@ from agentcost.services.sql import Precompiled
 
 pytestmark = pytest.mark.anyio
 
-# A required value between two constants, and the same value twice: SQLite's positional
-# parameters then name it twice, PostgreSQL's once.
+# A required value between two constants, and the same value twice: SQLite's "?" then carry it
+# twice, asyncpg's "$n" once, psycopg's names twice by name.
 _STATEMENT = Precompiled(
     select(
         literal(7).label("seven"),
@@ -39,6 +39,9 @@ def test_positional_parameters_in_the_compiled_order_named_ones_by_name() -> Non
     assert isinstance(values, tuple)
     with contextlib.closing(sqlite3.connect(":memory:")) as conn:
         assert conn.execute(text, values).fetchone() == (7, "abc", "x", "abc!")
+    text, values = _STATEMENT.bound(postgresql.asyncpg.dialect(), {"name": "abc"})
+    assert text.count("$2") == 2
+    assert values == (7, "abc", "x", "!")
     text, named = _STATEMENT.bound(postgresql.psycopg.dialect(), {"name": "abc"})
     assert text.count("%(name)s") == 2
     assert named["name"] == "abc"
