@@ -18,6 +18,7 @@ from agentcost.models import (
     PromptVersionQuality,
     TraceScore,
 )
+from agentcost.rest_api import model_body
 from agentcost.rest_api.batches import batch_body
 from agentcost.rest_api.deps import (
     Admin,
@@ -45,7 +46,8 @@ class FeedbackQuery(FeedbackFilter, Page):
     """Filters and paging of the listing, all in the query string."""
 
 
-@router.post(
+@model_body.post(
+    router,
     "",
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": FeedbackPublic, "description": "Replaced the feedback of that id."}},

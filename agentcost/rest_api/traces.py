@@ -13,6 +13,7 @@ from agentcost.models import (
     TraceEvent,
     TracePublic,
 )
+from agentcost.rest_api import model_body
 from agentcost.rest_api.batches import batch_body
 from agentcost.rest_api.deps import (
     AuthDep,
@@ -38,7 +39,7 @@ class TraceQuery(TraceFilter, Page):
     """Filters and paging of the listing, all in the query string."""
 
 
-@router.post("/trace", status_code=status.HTTP_201_CREATED, response_model=IngestResult)
+@model_body.post(router, "/trace", status_code=status.HTTP_201_CREATED, response_model=IngestResult)
 async def ingest_trace(
     event: TraceEvent, request: Request, authorization: Authorization = None
 ) -> Response:
