@@ -15,7 +15,7 @@ FastAPI would refuse gets through.
 
 import email.message
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
 from fastapi import Request, Response
 from fastapi.datastructures import DefaultPlaceholder
@@ -35,7 +35,7 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 class ModelBodyRoute(APIRoute):
     """A route whose endpoint takes exactly a JSON body model, the Request and an optional
     ``authorization`` header, and returns a Response; any other shape is refused when the route
-    is built (it would need FastAPI's solving after all)."""
+    is built (it would need FastAPI's solving, or its serialising, after all)."""
 
     def get_route_handler(self) -> Handler:
         solved = super().get_route_handler()  # FastAPI's: the judge of every refused body
@@ -50,12 +50,13 @@ class ModelBodyRoute(APIRoute):
             or dependant.dependencies
             or [param.alias for param in dependant.header_params] != [HEADER]
             or dependant.request_param_name is None
+            or not _returns_response(self.endpoint)
         ):
             raise TypeError(f"{self.path}: a ModelBodyRoute takes a body model, Request, {HEADER}")
         names = (body.name, dependant.request_param_name, dependant.header_params[0].name)
         policy = route.strict_content_type
         strict = bool(policy.value if isinstance(policy, DefaultPlaceholder) else policy)
-        endpoint = self.endpoint
+        endpoint: Callable[..., Coroutine[Any, Any, Response]] = self.endpoint
 
         async def handle(request: Request) -> Response:
             raw = await request.body()  # kept by the request for ``solved`` to read again
@@ -65,11 +66,16 @@ class ModelBodyRoute(APIRoute):
                 except ValidationError:
                     return await solved(request)
                 values = (parsed, request, request.headers.get(HEADER))
-                response: Response = await endpoint(**dict(zip(names, values, strict=True)))
-                return response
+                return await endpoint(**dict(zip(names, values, strict=True)))
             return await solved(request)
 
         return handle
+
+
+def _returns_response(endpoint: Callable[..., Any]) -> bool:
+    """The fast path hands the endpoint's result to the server as it is, with no serialising."""
+    returned = get_type_hints(endpoint).get("return")
+    return isinstance(returned, type) and issubclass(returned, Response)
 
 
 def _as_included(route: APIRoute) -> Any:

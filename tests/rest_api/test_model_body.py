@@ -144,7 +144,13 @@ async def without_header(vote: Vote, request: Request) -> Response:
     return Response(status_code=201)
 
 
-@pytest.mark.parametrize("endpoint", [with_query, without_header])
+async def returning_a_model(
+    vote: Vote, request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Vote:
+    return vote
+
+
+@pytest.mark.parametrize("endpoint", [with_query, without_header, returning_a_model])
 def test_refuses_endpoints_it_cannot_serve(endpoint: Any) -> None:
     router = APIRouter()
     with pytest.raises(TypeError, match="takes a body model, Request, authorization"):
