@@ -52,7 +52,10 @@ class ModelBodyRoute(APIRoute):
             or dependant.request_param_name is None
             or not _returns_response(self.endpoint)
         ):
-            raise TypeError(f"{self.path}: a ModelBodyRoute takes a body model, Request, {HEADER}")
+            raise TypeError(
+                f"{self.path}: a ModelBodyRoute takes a body model, Request, {HEADER}"
+                " and returns a Response"
+            )
         names = (body.name, dependant.request_param_name, dependant.header_params[0].name)
         policy = route.strict_content_type
         strict = bool(policy.value if isinstance(policy, DefaultPlaceholder) else policy)
