@@ -5,7 +5,7 @@ Each case is sent to two routes with the same endpoint, one a ``ModelBodyRoute``
 plain FastAPI route, and the two answers are compared whole."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import fastapi.routing
@@ -47,7 +47,7 @@ def twin_app(prefix_dependencies: list[Any] | None = None) -> FastAPI:
 
 
 @pytest.fixture
-async def twins() -> Iterator[httpx.AsyncClient]:
+async def twins() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=twin_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         yield client
