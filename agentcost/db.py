@@ -33,7 +33,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from agentcost.settings import Settings
-from agentcost.sqlite_driver import BUSY_TIMEOUT_MS, READ_BEGIN, OneTripDBAPI
+from agentcost.sqlite_driver import BUSY_TIMEOUT_MS, READ_BEGIN, LoopReader, OneTripDBAPI
 
 _WRITE = "agentcost_write"
 _INLINE = "agentcost_inline_writes"
@@ -103,12 +103,16 @@ class Database:
         # The group-commit writer's engine; on a SQLite file one connection with its own pragmas.
         self._grouped_engine = self.engine
         self._checkpointer: _Checkpointer | None = None
+        self._loop_reader: LoopReader | None = None
         path = self.url.database or ""
         if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
             self._grouped_engine = _create_engine(
                 self.url, echo=echo, pool_size=1, grouped_writer=True
             )
-            self._checkpointer = _Checkpointer(str(Path(path).expanduser()))
+            file = str(Path(path).expanduser())
+            self._checkpointer = _Checkpointer(file)
+            dbapi: OneTripDBAPI = self.engine.sync_engine.dialect.loaded_dbapi
+            self._loop_reader = LoopReader(file, dbapi.slow_reads)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":
@@ -124,6 +128,25 @@ class Database:
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
             yield conn
+
+    def read_in_loop(
+        self, operation: str, parameters: Sequence[Any]
+    ) -> tuple[list[str], list[Any]] | None:
+        """One read statement's column names and rows straight from SQLite (``LoopReader``), or
+        None when the engine must run it: on PostgreSQL and SQLite in memory, when SQLite
+        gave up on it, and whenever anything watches the engine's statements (echo, or
+        listeners such as OpenTelemetry's or a test's statement count), which this way would
+        never see it."""
+        if self._loop_reader is None:
+            return None
+        engine = self.engine.sync_engine
+        if (
+            engine.echo
+            or engine.dispatch.before_cursor_execute
+            or engine.dispatch.after_cursor_execute
+        ):
+            return None
+        return self._loop_reader.run(operation, parameters)
 
     def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction that commits when the block ends; callers answer only after that."""
@@ -248,6 +271,8 @@ class Database:
                 await asyncio.gather(writer.task, return_exceptions=True)
             else:
                 writer.loop.call_soon_threadsafe(writer.task.cancel)
+        if self._loop_reader is not None:
+            self._loop_reader.close()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.close)
         if self._grouped_engine is not self.engine:

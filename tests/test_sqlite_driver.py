@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -117,6 +117,85 @@ async def test_a_read_stopped_at_the_budget_goes_to_the_thread_until_a_retry_kee
         assert (inline, trips) == ([], ["_execute"])
         assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 0
         assert trips == ["_execute"]  # the next statement of that transaction: in the loop
+
+
+_SLOW = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
+    "SELECT count(*) FROM n"
+)
+
+
+async def test_a_read_in_the_loop_sees_each_commit_and_cannot_write(
+    db: Database, trips: list[str]
+) -> None:
+    assert db.read_in_loop("SELECT count(*) AS n FROM t", ()) == (["n"], [(0,)])
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t (id, name) VALUES (1, 'a'), (2, 'b')"))
+    trips.clear()
+    names, rows = db.read_in_loop("SELECT id, name FROM t WHERE id >= ? ORDER BY id", (1,)) or (
+        [],
+        [],
+    )
+    assert (names, rows) == (["id", "name"], [(1, "a"), (2, "b")])
+    assert trips == []  # no trip to any connection's thread
+    # Anything it cannot answer goes back to the engine, which reports it as usual.
+    assert db.read_in_loop("DELETE FROM t", ()) is None
+    assert db.read_in_loop("SELECT * FROM missing", ()) is None
+    assert await _count(db) == 2
+
+
+async def test_a_read_over_the_budget_goes_to_the_engine_which_runs_it_in_the_thread(
+    db: Database, trips: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    budgets: list[float] = []
+    original = sqlite_driver._stop_after
+    monkeypatch.setattr(
+        sqlite_driver,
+        "_stop_after",
+        lambda sqlite, budget: (budgets.append(budget), original(sqlite, budget)),
+    )
+    assert db.read_in_loop(_SLOW, ()) is None
+    assert budgets == [sqlite_driver.INLINE_BUDGET]
+    await db.ping()
+    trips.clear()
+    budgets.clear()
+    # Known as slow to the engine's connections too: straight to the thread, no second stop.
+    async with db.read() as conn:
+        assert (await conn.execute(text(_SLOW))).scalar() == 300_000
+    assert (trips, budgets) == (["_execute"], [])
+    assert db.read_in_loop(_SLOW, ()) is None and budgets == []  # not even tried again
+
+
+async def test_the_budget_is_of_the_threads_own_time_not_only_the_clock(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A statement that waited for the GIL (its thread's CPU clock stood still) is not stopped
+    however long the wall clock ran."""
+    monkeypatch.setattr(sqlite_driver.time, "thread_time", lambda: 0.0)
+    assert db.read_in_loop(_SLOW, ()) == (["count(*)"], [(300_000,)])
+
+
+async def test_reads_in_the_loop_step_aside_for_whoever_watches_statements(db: Database) -> None:
+    seen: list[str] = []
+    engine = db.engine.sync_engine
+
+    def record(_c: object, _cur: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    assert db.read_in_loop("SELECT 1", ()) is None
+    event.remove(engine, "before_cursor_execute", record)
+    assert db.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+    engine.echo = True
+    assert db.read_in_loop("SELECT 1", ()) is None
+
+
+async def test_no_reads_in_the_loop_on_a_database_in_memory() -> None:
+    memory = Database("sqlite+aiosqlite:///:memory:")
+    try:
+        assert memory.read_in_loop("SELECT 1", ()) is None
+    finally:
+        await memory.dispose()
 
 
 async def _count(db: Database) -> int:

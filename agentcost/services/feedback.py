@@ -29,6 +29,7 @@ from agentcost.services.filters import FeedbackFilter, feedback_attribute_condit
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
     BulkInsert,
+    Precompiled,
     feedback,
     in_json_list,
     json_array,
@@ -127,7 +128,7 @@ _OF_IDS = (
     in_json_list(feedback.c.id, bindparam("ids", type_=Text)),
 )
 _STORED_DATES = select(feedback.c.id, feedback.c.created_at).where(*_OF_IDS)
-_BY_IDS = select(feedback).where(*_OF_IDS)
+_BY_IDS = Precompiled(select(feedback).where(*_OF_IDS))
 
 
 async def store(conn: AsyncConnection, submissions: Sequence[Submission]) -> list[Any]:
@@ -222,12 +223,10 @@ def _reject_repeated_ids(items: Sequence[FeedbackCreate]) -> None:
 
 
 async def get(db: Database, *, org_id: str, feedback_id: str) -> FeedbackPublic:
-    stmt = select(feedback).where(feedback.c.org_id == org_id, feedback.c.id == feedback_id)
-    async with db.read() as conn:
-        row = next(records(await conn.execute(stmt)), None)
-    if row is None:
+    found = await get_many(db, org_id=org_id, feedback_ids=[feedback_id])
+    if feedback_id not in found:
         raise NotFound("feedback", feedback_id)
-    return FeedbackPublic.model_validate(row)
+    return found[feedback_id]
 
 
 async def get_many(
@@ -236,10 +235,8 @@ async def get_many(
     """Feedback by id in one statement (for DataLoaders); unknown ids are absent."""
     if not feedback_ids:
         return {}
-    params = {"org_id": org_id, "ids": json_array(feedback_ids)}
-    async with db.read() as conn:
-        rows = records(await conn.execute(_BY_IDS, params))
-        return {row["id"]: FeedbackPublic.model_validate(row) for row in rows}
+    rows = await _BY_IDS.rows(db, {"org_id": org_id, "ids": json_array(feedback_ids)})
+    return {row["id"]: FeedbackPublic.model_validate(row) for row in rows}
 
 
 async def update_feedback(
@@ -323,7 +320,7 @@ def feedback_cursor(item: FeedbackPublic) -> str:
     return cursors.encode(_FEEDBACK_CURSOR, item.created_at, item.id)
 
 
-_OF_TRACES = (
+_OF_TRACES = Precompiled(
     select(feedback)
     .where(*of_traces(feedback))
     # trace_id first: the index order, so no plan sorts all of the org's votes
@@ -338,9 +335,8 @@ async def for_traces(
     result: dict[str, list[FeedbackPublic]] = {t: [] for t in trace_ids}
     if not trace_ids:
         return result
-    async with db.read() as conn:
-        for row in records(await conn.execute(_OF_TRACES, trace_params(org_id, trace_ids))):
-            result[row["trace_id"]].append(FeedbackPublic.model_validate(row))
+    for row in await _OF_TRACES.rows(db, trace_params(org_id, trace_ids)):
+        result[row["trace_id"]].append(FeedbackPublic.model_validate(row))
     return result
 
 

@@ -49,7 +49,15 @@ from agentcost.services.rollups import (
     rollups,
     to_nanos,
 )
-from agentcost.services.sql import calls, count_where, feedback, of_traces, trace_params, traces
+from agentcost.services.sql import (
+    Precompiled,
+    calls,
+    count_where,
+    feedback,
+    of_traces,
+    trace_params,
+    traces,
+)
 
 _Z = 1.959963984540054  # two-sided 95 %
 # The scan path's column of each source's votes, for the summary's by_source.
@@ -527,12 +535,12 @@ def _moment(bucket: int) -> datetime:
     return EPOCH + bucket * _BUCKET
 
 
-_SCORES = (
+_SCORES = Precompiled(
     select(
         feedback.c.trace_id,
-        func.count(),
-        count_where(feedback.c.score == 1),
-        count_where(feedback.c.score == -1),
+        func.count().label("total"),
+        count_where(feedback.c.score == 1).label("positive"),
+        count_where(feedback.c.score == -1).label("negative"),
     )
     .where(*of_traces(feedback))
     .group_by(feedback.c.trace_id)
@@ -546,11 +554,11 @@ async def trace_scores(
     result = {t: _score(t, 0, 0, 0) for t in trace_ids}
     if not trace_ids:
         return result
-    async with db.read() as conn:
-        for trace_id, total, pos, neg in await conn.execute(
-            _SCORES, trace_params(org_id, trace_ids)
-        ):
-            result[trace_id] = _score(trace_id, int(total), int(pos), int(neg))
+    for row in await _SCORES.rows(db, trace_params(org_id, trace_ids)):
+        trace_id = row["trace_id"]
+        result[trace_id] = _score(
+            trace_id, int(row["total"]), int(row["positive"]), int(row["negative"])
+        )
     return result
 
 

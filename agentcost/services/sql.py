@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import FunctionElement
 from sqlalchemy.types import JSON, BigInteger, Boolean, NullType, Text
 
+from agentcost.db import Database
 from agentcost.models import Call, Feedback, Trace, UTCDateTime
 
 traces: Table = Trace.__table__  # type: ignore[attr-defined]
@@ -155,11 +156,15 @@ class Precompiled:
     a small group commit's few milliseconds. Here it happens once per dialect and driver (the
     drivers of one database take different parameter styles). Only for statements whose values
     the driver takes as they are (text, numbers), which compiling checks.
+
+    A SELECT's ``rows`` skip the async engine on a SQLite file (``Database.read_in_loop``),
+    each value converted as the engine would; reads of one statement use them.
     """
 
     def __init__(self, statement: Any) -> None:
         self._statement = statement
         self._compiled: dict[tuple[str, str], _Compiled] = {}
+        self._converters: dict[tuple[str, str], list[tuple[int, Callable[[Any], Any]]]] = {}
 
     def bound(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL text and its parameters, as ``exec_driver_sql`` takes them."""
@@ -174,6 +179,29 @@ class Precompiled:
 
     async def run(self, conn: AsyncConnection, params: Mapping[str, Any] | None = None) -> Any:
         return await conn.exec_driver_sql(*self.bound(conn.dialect, params or {}))
+
+    async def rows(self, db: Database, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The SELECT's rows as ``records`` gives them, each a dict of its columns."""
+        dialect = db.engine.dialect
+        found = db.read_in_loop(*self.bound(dialect, params))
+        if found is None:
+            async with db.read() as conn:
+                return list(records(await conn.execute(self._statement, params)))
+        names, rows = found
+        converters = self._converters.get((dialect.name, dialect.driver))
+        if converters is None:
+            converters = self._converters[dialect.name, dialect.driver] = [
+                (index, process)
+                for index, column in enumerate(self._statement.selected_columns)
+                if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+            ]
+        result = []
+        for row in rows:
+            record = dict(zip(names, row, strict=True))
+            for index, process in converters:
+                record[names[index]] = process(row[index])
+            result.append(record)
+        return result
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect)

@@ -36,6 +36,7 @@ from agentcost.services.filters import (
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
     BulkInsert,
+    Precompiled,
     calls,
     feedback,
     in_json_pairs,
@@ -217,7 +218,7 @@ _OF_CALL_KEYS = (
     in_json_pairs(calls.c.trace_id, calls.c.call_id, bindparam("keys", type_=Text)),
 )
 _STORED_CALLS = select(calls.c.trace_id, calls.c.call_id).where(*_OF_CALL_KEYS)
-_CALLS_BY_KEY = select(calls).where(*_OF_CALL_KEYS)
+_CALLS_BY_KEY = Precompiled(select(calls).where(*_OF_CALL_KEYS))
 
 
 @dataclass(slots=True)
@@ -317,22 +318,20 @@ async def _stored(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> set
     return stored
 
 
-async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:
-    stmt = select(traces).where(traces.c.org_id == org_id, traces.c.trace_id == trace_id)
-    async with db.read() as conn:
-        row = next(records(await conn.execute(stmt)), None)
-    if row is None:
-        raise NotFound("trace", trace_id)
-    return trace_public(row)
-
-
-_TRACES_BY_ID = select(traces).where(*of_traces(traces))
-_PROJECTS = select(traces.c.trace_id, traces.c.project).where(*of_traces(traces))
-_CALLS_OF_TRACES = (
+_TRACES_BY_ID = Precompiled(select(traces).where(*of_traces(traces)))
+_PROJECTS = Precompiled(select(traces.c.trace_id, traces.c.project).where(*of_traces(traces)))
+_CALLS_OF_TRACES = Precompiled(
     select(calls)
     .where(*of_traces(calls))
     .order_by(calls.c.trace_id, calls.c.timestamp, calls.c.call_id)
 )
+
+
+async def get_trace(db: Database, *, org_id: str, trace_id: str) -> TracePublic:
+    found = await get_traces(db, org_id=org_id, trace_ids=[trace_id])
+    if trace_id not in found:
+        raise NotFound("trace", trace_id)
+    return found[trace_id]
 
 
 async def get_traces(
@@ -341,9 +340,8 @@ async def get_traces(
     """Traces by id in one statement (for pages and DataLoaders); unknown ids are absent."""
     if not trace_ids:
         return {}
-    async with db.read() as conn:
-        rows = records(await conn.execute(_TRACES_BY_ID, trace_params(org_id, trace_ids)))
-        return {row["trace_id"]: trace_public(row) for row in rows}
+    rows = await _TRACES_BY_ID.rows(db, trace_params(org_id, trace_ids))
+    return {row["trace_id"]: trace_public(row) for row in rows}
 
 
 async def list_traces(
@@ -412,9 +410,8 @@ async def get_calls(
     result: dict[str, list[CallPublic]] = {t: [] for t in trace_ids}
     if not trace_ids:
         return result
-    async with db.read() as conn:
-        for row in records(await conn.execute(_CALLS_OF_TRACES, trace_params(org_id, trace_ids))):
-            result[row["trace_id"]].append(CallPublic.model_validate(row))
+    for row in await _CALLS_OF_TRACES.rows(db, trace_params(org_id, trace_ids)):
+        result[row["trace_id"]].append(CallPublic.model_validate(row))
     return result
 
 
@@ -424,10 +421,8 @@ async def get_calls_by_ids(
     """Calls by (trace_id, call_id) in one statement (for node lookups); unknown keys are absent."""
     if not keys:
         return {}
-    params = {"org_id": org_id, "keys": json_array(keys)}
-    async with db.read() as conn:
-        rows = records(await conn.execute(_CALLS_BY_KEY, params))
-        return {(row["trace_id"], row["call_id"]): CallPublic.model_validate(row) for row in rows}
+    rows = await _CALLS_BY_KEY.rows(db, {"org_id": org_id, "keys": json_array(keys)})
+    return {(row["trace_id"], row["call_id"]): CallPublic.model_validate(row) for row in rows}
 
 
 def trace_public(row: dict[str, Any]) -> TracePublic:
@@ -449,6 +444,5 @@ async def ensure_trace_known(db: Database, *, org_id: str, trace_id: str) -> Non
 
 async def projects_of(db: Database, *, org_id: str, trace_ids: Sequence[str]) -> dict[str, str]:
     """The project of each ingested trace among the ids; ids not ingested are absent."""
-    async with db.read() as conn:
-        rows = await conn.execute(_PROJECTS, trace_params(org_id, trace_ids))
-        return {trace_id: project for trace_id, project in rows}
+    rows = await _PROJECTS.rows(db, trace_params(org_id, trace_ids))
+    return {row["trace_id"]: row["project"] for row in rows}

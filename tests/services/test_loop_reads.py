@@ -1,0 +1,128 @@
+"""Reads of one statement (``Precompiled.rows``) answer the same whether SQLite runs them in the
+event loop's thread (``Database.read_in_loop``) or the engine runs them; on a SQLite file they
+take the first way unless something watches the engine's statements."""
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from agentcost import sqlite_driver
+from agentcost.db import Database
+from agentcost.errors import NotFound
+from agentcost.models import FeedbackCreate, TraceEvent
+from agentcost.services import feedback, quality, traces
+
+pytestmark = pytest.mark.anyio
+
+ORG = "org-loop"
+WHEN = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+
+# Every read that goes through ``Precompiled.rows``, with values that hit rows, miss and repeat.
+READS: dict[str, Callable[[Database], Awaitable[Any]]] = {
+    "get_traces": lambda db: traces.get_traces(db, org_id=ORG, trace_ids=["t1", "t2", "nope"]),
+    "get_trace": lambda db: traces.get_trace(db, org_id=ORG, trace_id="t2"),
+    "get_calls": lambda db: traces.get_calls(db, org_id=ORG, trace_ids=["t1", "t2", "t3"]),
+    "get_calls_by_ids": lambda db: traces.get_calls_by_ids(
+        db, org_id=ORG, keys=[("t1", "c1"), ("t1", "c2"), ("t2", "nope")]
+    ),
+    "projects_of": lambda db: traces.projects_of(db, org_id=ORG, trace_ids=["t1", "t2", "t3"]),
+    "feedback.get_many": lambda db: feedback.get_many(
+        db, org_id=ORG, feedback_ids=["f1", "f2", "f3", "nope"]
+    ),
+    "feedback.get": lambda db: feedback.get(db, org_id=ORG, feedback_id="f3"),
+    "feedback.for_traces": lambda db: feedback.for_traces(
+        db, org_id=ORG, trace_ids=["t1", "t2", "t3"]
+    ),
+    "trace_scores": lambda db: quality.trace_scores(db, org_id=ORG, trace_ids=["t1", "t3", "x"]),
+}
+
+
+async def _fill(db: Database) -> None:
+    """Dates, JSON objects and lists, NULLs, an error status and votes on a trace nobody sent."""
+    await traces.ingest(
+        db,
+        org_id=ORG,
+        events=[
+            TraceEvent(
+                trace_id="t1", call_id="c1", model="m-a", cost=0.25, input_tokens=10,
+                timestamp=WHEN, metadata={"prompt_id": "p", "nested": {"k": [1, "two", None]}},
+            ),
+            TraceEvent(trace_id="t1", call_id="c2", model="m-b", latency_ms=12.5, timestamp=WHEN),
+            TraceEvent(
+                trace_id="t2", model="m-a", status="error", error="boom", project="other",
+                user_id="u1", session_id="s1",
+            ),
+        ],
+    )  # fmt: skip
+    await feedback.submit(
+        db,
+        org_id=ORG,
+        items=[
+            FeedbackCreate(id="f1", trace_id="t1", score=1, tags=["a", "b"], metadata={"n": 1}),
+            FeedbackCreate(id="f2", trace_id="t1", score=-1, comment="meh", user_id="u2"),
+            FeedbackCreate(id="f3", trace_id="t3", score=0, call_id="c9", source="automated"),
+        ],
+    )
+
+
+@pytest.fixture
+def served_in_loop(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements ``LoopReader`` answered (not those it handed back to the engine)."""
+    answered: list[str] = []
+    original = sqlite_driver.LoopReader.run
+
+    def run(self: sqlite_driver.LoopReader, operation: str, parameters: Any) -> Any:
+        found = original(self, operation, parameters)
+        if found is not None:
+            answered.append(operation)
+        return found
+
+    monkeypatch.setattr(sqlite_driver.LoopReader, "run", run)
+    return answered
+
+
+async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
+    db: Database, served_in_loop: list[str]
+) -> None:
+    await _fill(db)
+    first = {name: await read(db) for name, read in READS.items()}
+    in_loop = len(served_in_loop)
+    seen: list[str] = []
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    second = {name: await read(db) for name, read in READS.items()}
+    assert second == first
+    # Through the engine the second time: the listener saw every statement, the loop none.
+    assert len(seen) == len(READS) and len(served_in_loop) == in_loop
+    assert in_loop == (len(READS) if db.is_sqlite else 0)
+    # The values themselves, converted as the engine converts them.
+    assert first["get_traces"]["t2"].status == "error"
+    assert first["get_traces"]["t1"].metadata["nested"] == {"k": [1, "two", None]}
+    assert first["get_trace"] == first["get_traces"]["t2"]
+    [c1, c2] = first["get_calls"]["t1"]
+    assert (c1.call_id, c1.timestamp, c1.cost, c2.latency_ms) == ("c1", WHEN, 0.25, 12.5)
+    assert first["get_calls"]["t3"] == [] and set(first["get_calls_by_ids"]) == {
+        ("t1", "c1"),
+        ("t1", "c2"),
+    }
+    assert first["projects_of"] == {"t1": "default", "t2": "other"}
+    assert first["feedback.get_many"]["f1"].tags == ["a", "b"]
+    assert first["feedback.get_many"]["f1"].metadata == {"n": 1}
+    assert first["feedback.get_many"]["f2"].comment == "meh"
+    assert first["feedback.get"].created_at.tzinfo is not None
+    assert [f.id for f in first["feedback.for_traces"]["t1"]] == ["f1", "f2"]
+    scores = first["trace_scores"]
+    assert (scores["t1"].total, scores["t1"].positive, scores["t1"].negative) == (2, 1, 1)
+    assert (scores["t3"].total, scores["x"].total, scores["x"].score) == (1, 0, None)
+
+
+async def test_a_read_of_nothing_found_answers_not_found_both_ways(db: Database) -> None:
+    await _fill(db)
+    for _ in range(2):  # in the loop (on SQLite), then through the engine
+        with pytest.raises(NotFound, match="trace"):
+            await traces.get_trace(db, org_id=ORG, trace_id="nope")
+        with pytest.raises(NotFound, match="feedback"):
+            await feedback.get(db, org_id=ORG, feedback_id="nope")
+        event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: None)
