@@ -52,6 +52,10 @@ BUSY_TIMEOUT_MS = 10_000  # how long a statement in the thread waits for another
 # about 0.13 ms of wake-ups and hand-offs, several times what SQLite spends on most reads; a
 # statement still running at the budget is stopped and run again in the thread.
 INLINE_BUDGET = 0.002
+# Seconds of the clock after which a read in the loop's thread is stopped even though its own
+# CPU time is within the budget (it waited for the GIL or the disk; see ``_stop_after``). The
+# interpreter hands the GIL over every 5 ms (``sys.getswitchinterval``).
+INLINE_HOLD_LIMIT = 0.008
 # SQLite virtual-machine instructions between two looks at the clock (some microseconds).
 _PROGRESS_STEPS = 2_000
 # A read statement SQLite stopped at the budget goes straight to the thread afterwards (each
@@ -138,19 +142,22 @@ async def _execute_inline(
 
 def _stop_after(sqlite: sqlite3.Connection, budget: float) -> None:
     """SQLite stops the connection's statement (SQLITE_INTERRUPT) once it has run ``budget``
-    seconds, of the clock and of its thread's own CPU time; clear it with
-    ``set_progress_handler(None, 0)``.
+    seconds both of the clock and of its thread's own CPU time, or ``INLINE_HOLD_LIMIT`` of the
+    clock alone; clear it with ``set_progress_handler(None, 0)``.
 
     The clock alone stopped statements that had waited for the GIL: SQLite lets go of it while
     it works, and its progress handler (Python) needs it back. With other threads busy (the
     connections' threads, running the statements stopped before), reads well within the budget
     were stopped, and their next runs went to those threads too: on the 50-trace GraphQL page
-    at 32 connections, one read in seven."""
-    deadline = time.perf_counter() + budget
+    at 32 connections, one read in seven. CPU time alone would not count a wait for the disk,
+    during which the loop could have served others: the limit bounds that."""
+    start = time.perf_counter()
+    deadline, limit = start + budget, start + INLINE_HOLD_LIMIT
     cpu_deadline = time.thread_time() + budget
 
     def over() -> bool:
-        return time.perf_counter() > deadline and time.thread_time() > cpu_deadline
+        now = time.perf_counter()
+        return now > limit or (now > deadline and time.thread_time() > cpu_deadline)
 
     sqlite.set_progress_handler(over, _PROGRESS_STEPS)
 
