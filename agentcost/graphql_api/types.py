@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from agentcost import models
 from agentcost.graphql_api.context import Info
 from agentcost.graphql_api.dataloaders import loaded
+from agentcost.services.cursors import compact_json
 
 FeedbackSource = strawberry.enum(models.FeedbackSource, description="Who gave the feedback.")
 
@@ -64,7 +65,7 @@ class Call(relay.Node):
 
 def call_node_key(trace_id: str, call_id: str) -> str:
     """A call is unique only within its trace, so its node id carries both parts."""
-    return json.dumps([trace_id, call_id], separators=(",", ":"))
+    return compact_json([trace_id, call_id])
 
 
 def parse_call_node_key(node_id: str) -> tuple[str, str]:

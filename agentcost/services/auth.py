@@ -29,6 +29,7 @@ from agentcost.models import (
     utcnow,
 )
 from agentcost.services import ids
+from agentcost.services.cursors import compact_json
 from agentcost.services.sql import insert_for
 
 api_keys: Table = ApiKey.__table__  # type: ignore[attr-defined]
@@ -244,7 +245,7 @@ def issue_feedback_token(
         "n": ids.random_hex(8),
         "e": int(expires_at.timestamp()),
     }
-    payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    payload = _b64(compact_json(claims).encode())
     return f"{TOKEN_PREFIX}{payload}.{_sign(secret, payload)}", expires_at
 
 

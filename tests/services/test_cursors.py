@@ -1,0 +1,39 @@
+"""Opaque strings clients keep (keyset cursors, call node ids, feedback tokens) are compact JSON:
+their text must stay what ``json.dumps`` made of them, or ids handed out before would change."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agentcost.errors import InvalidInput
+from agentcost.graphql_api.types import call_node_key, parse_call_node_key
+from agentcost.services import cursors
+
+VALUES: list[Any] = [
+    ["trace", "2026-05-04T03:02:01.123456+00:00", "t-1"],
+    ["cost", 1e-05, "ünïcødé ✓"],
+    ["cost", None, 'quote " backslash \\ tab \t nul \x00 del \x7f'],
+    {"o": "org", "t": "trace", "u": None, "n": "ab12", "e": 1795906630},
+    [float("nan"), float("inf"), -0.0, 10**20, True, {"nested": [1, [2, {"x": []}]]}],
+]
+
+
+@pytest.mark.parametrize("value", VALUES)
+def test_compact_json_is_the_text_json_dumps_gives(value: Any) -> None:
+    assert cursors.compact_json(value) == json.dumps(value, separators=(",", ":"))
+
+
+def test_a_cursor_gives_back_its_sort_value_and_id() -> None:
+    started = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+    cursor = cursors.encode("trace", started, "t-ü")
+    assert cursors.decode("trace", cursor, sort_type=datetime) == (started, "t-ü")
+    assert cursors.decode("cost", cursors.encode("cost", 0.25, "x"), sort_type=float) == (0.25, "x")
+    with pytest.raises(InvalidInput):
+        cursors.decode("cost", cursor, sort_type=float)
+
+
+def test_a_call_node_id_is_its_trace_and_call_as_a_json_pair() -> None:
+    assert call_node_key("t-1", "c-ü") == '["t-1","c-\\u00fc"]'
+    assert parse_call_node_key(call_node_key("t-1", "c-ü")) == ("t-1", "c-ü")
