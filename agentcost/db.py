@@ -134,14 +134,14 @@ class Database:
     ) -> tuple[list[str], list[Any]] | None:
         """One read statement's column names and rows straight from SQLite (``LoopReader``), or
         None when the engine must run it: on PostgreSQL and SQLite in memory, when SQLite
-        gave up on it, and whenever anything watches the engine's statements (echo, or
-        listeners such as OpenTelemetry's or a test's statement count), which this way would
-        never see it."""
+        gave up on it, and whenever anything watches the engine's statements (its log, by echo
+        or by logging's configuration, or listeners such as OpenTelemetry's or a test's
+        statement count), which this way would never see it."""
         if self._loop_reader is None:
             return None
         engine = self.engine.sync_engine
         if (
-            engine.echo
+            engine.logger.isEnabledFor(logging.INFO)  # as SQLAlchemy decides to log statements
             or engine.dispatch.before_cursor_execute
             or engine.dispatch.after_cursor_execute
         ):

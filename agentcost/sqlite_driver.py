@@ -117,9 +117,12 @@ async def _execute_inline(
     A coroutine that never suspends: SQLAlchemy's async engine refuses a statement that awaited
     nothing, as it would for a driver that is not async."""
     sqlite = connection._conn
+    sqlite.execute("PRAGMA busy_timeout=0")
+    # Only now: SQLite counts a reused statement's steps across its runs, so a handler set
+    # before the PRAGMA could stop it, outside the ``finally`` that clears the handler, which
+    # would then stay on the connection and stop its next long statement in the thread.
     if budget is not None:
         _stop_after(sqlite, budget)
-    sqlite.execute("PRAGMA busy_timeout=0")
     try:
         if begin is not None:
             try:
@@ -216,12 +219,15 @@ class LoopReader:
         self._slow_reads = slow_reads
         self._lock = threading.Lock()
         self._sqlite: sqlite3.Connection | None = None
+        self._closed = False
 
     def run(self, operation: str, parameters: Sequence[Any]) -> tuple[list[str], list[Any]] | None:
         """The statement's column names and rows."""
         if self._slow_reads.is_slow(operation) or not self._lock.acquire(blocking=False):
             return None
         try:
+            if self._closed:  # a request still finishing at shutdown: the engine answers it
+                return None
             try:
                 sqlite = self._sqlite or self._connect()
             except sqlite3.Error:
@@ -244,13 +250,19 @@ class LoopReader:
         # Autocommit (isolation_level None); never waits for a lock in the loop's thread; and
         # cannot write, whatever it is given.
         sqlite = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        sqlite.execute("PRAGMA busy_timeout=0")
-        sqlite.execute("PRAGMA query_only=ON")
+        try:
+            sqlite.execute("PRAGMA busy_timeout=0")
+            sqlite.execute("PRAGMA query_only=ON")
+        except sqlite3.Error:
+            sqlite.close()
+            raise
         self._sqlite = sqlite
         return sqlite
 
     def close(self) -> None:
+        """For good: later reads go to the engine."""
         with self._lock:
+            self._closed = True
             if self._sqlite is not None:
                 self._sqlite.close()
                 self._sqlite = None

@@ -4,6 +4,7 @@ and errors the stock adapter gives; and the WAL checkpoints that run beside the 
 
 import asyncio
 import contextlib
+import logging
 import shutil
 import sqlite3
 import threading
@@ -166,33 +167,91 @@ async def test_a_read_over_the_budget_goes_to_the_engine_which_runs_it_in_the_th
     assert db.read_in_loop(_SLOW, ()) is None and budgets == []  # not even tried again
 
 
-async def test_the_budget_is_of_the_threads_own_time_and_the_clock_limits_it(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+class _Clock:
+    """The driver's ``time``: each reading of either clock a step later than the last."""
+
+    def __init__(self, wall_step: float, cpu_step: float) -> None:
+        self.wall_step, self.cpu_step = wall_step, cpu_step
+        self.wall = self.cpu = 0.0
+
+    def perf_counter(self) -> float:
+        self.wall += self.wall_step
+        return self.wall
+
+    def thread_time(self) -> float:
+        self.cpu += self.cpu_step
+        return self.cpu
+
+
+@pytest.mark.parametrize("cpu_runs", [True, False])
+async def test_a_read_is_stopped_by_the_budget_of_both_clocks_or_the_limit_of_the_wall_clock(
+    db: Database, monkeypatch: pytest.MonkeyPatch, cpu_runs: bool
 ) -> None:
-    """A statement whose thread's CPU clock stood still (it waited for the GIL) runs on past the
+    """A read whose thread's CPU clock stands still (it waits for the GIL) runs on past the
     budget, up to the limit of the clock alone (a wait for the disk holds the loop too)."""
-    monkeypatch.setattr(sqlite_driver.time, "thread_time", lambda: 0.0)
-    assert db.read_in_loop(_SLOW, ()) is None  # about 0.1 s: over the limit
-    monkeypatch.setattr(sqlite_driver, "INLINE_HOLD_LIMIT", 60.0)
-    assert db.read_in_loop(_SLOW.replace("SELECT count(*)", "SELECT count(*) + 0"), ()) == (
-        ["count(*) + 0"],
-        [(300_000,)],
-    )
+    clock = _Clock(wall_step=0.001, cpu_step=0.001 if cpu_runs else 0.0)
+    monkeypatch.setattr(sqlite_driver, "time", clock)
+    assert db.read_in_loop(_SLOW, ()) is None
+    held = clock.wall - clock.wall_step  # from the first reading, when the read began
+    limit = sqlite_driver.INLINE_HOLD_LIMIT
+    assert (sqlite_driver.INLINE_BUDGET < held < limit) if cpu_runs else (limit < held < 2 * limit)
+
+
+async def test_a_stop_never_lands_on_the_pragmas_around_an_inline_read(
+    db: Database, trips: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget's check runs at every step and always says stop: each read is stopped and
+    runs again in the thread, and nothing stays set on the connection to stop the thread's
+    next statement (a write of many rows)."""
+    monkeypatch.setattr(sqlite_driver, "_PROGRESS_STEPS", 1)
+    monkeypatch.setattr(sqlite_driver, "time", _Clock(wall_step=1.0, cpu_step=1.0))
+    for _ in range(3):
+        trips.clear()
+        async with db.read() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM t WHERE id > 0"))).scalar() == 0
+        assert trips == ["_execute"]
+    async with db.write() as conn:
+        await conn.execute(text(f"INSERT INTO t (name) SELECT 'n' FROM ({_SLOW})"))
+        await conn.execute(text("INSERT INTO t (name) SELECT name FROM t"))
+    assert await _count(db) == 2
 
 
 async def test_reads_in_the_loop_step_aside_for_whoever_watches_statements(db: Database) -> None:
-    seen: list[str] = []
     engine = db.engine.sync_engine
-
-    def record(_c: object, _cur: object, statement: str, *_: object) -> None:
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    assert db.read_in_loop("SELECT 1", ()) is None
-    event.remove(engine, "before_cursor_execute", record)
     assert db.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+    for name in ("before_cursor_execute", "after_cursor_execute"):
+        event.listen(engine, name, _ignore)
+        assert db.read_in_loop("SELECT 1", ()) is None
+        event.remove(engine, name, _ignore)
+    logger = logging.getLogger("sqlalchemy.engine.Engine")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # SQLAlchemy's statement log, configured without echo
+    try:
+        assert db.read_in_loop("SELECT 1", ()) is None
+    finally:
+        logger.setLevel(level)
     engine.echo = True
     assert db.read_in_loop("SELECT 1", ()) is None
+    engine.echo = False
+    assert db.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+async def test_the_loops_connection_never_waits_for_a_lock_nor_writes(db: Database) -> None:
+    assert db.read_in_loop("PRAGMA busy_timeout", ()) == (["timeout"], [(0,)])
+    assert db.read_in_loop("PRAGMA query_only", ()) == (["query_only"], [(1,)])
+
+
+async def test_no_read_in_the_loop_once_the_database_is_disposed(tmp_path: Path) -> None:
+    """A request still finishing at shutdown is answered by the engine, which reopens its
+    connection as it would; the loop's connection is not reopened behind the dispose."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'closed.db'}")
+    assert database.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+    await database.dispose()
+    assert database.read_in_loop("SELECT 1", ()) is None
 
 
 async def test_no_reads_in_the_loop_on_a_database_in_memory() -> None:

@@ -7,13 +7,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 
 from agentcost import sqlite_driver
 from agentcost.db import Database
 from agentcost.errors import NotFound
 from agentcost.models import FeedbackCreate, TraceEvent
-from agentcost.services import feedback, quality, traces
+from agentcost.services import feedback, quality, sql, traces
+from agentcost.services.sql import Precompiled, of_traces, trace_params
 
 pytestmark = pytest.mark.anyio
 
@@ -84,6 +85,12 @@ def served_in_loop(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return answered
 
 
+@pytest.fixture(autouse=True)
+def no_hold_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine busy enough to stall a read past the limit would send it to the engine."""
+    monkeypatch.setattr(sqlite_driver, "INLINE_HOLD_LIMIT", 60.0)
+
+
 async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
     db: Database, served_in_loop: list[str]
 ) -> None:
@@ -118,11 +125,53 @@ async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
     assert (scores["t3"].total, scores["x"].total, scores["x"].score) == (1, 0, None)
 
 
-async def test_a_read_of_nothing_found_answers_not_found_both_ways(db: Database) -> None:
+async def test_a_read_of_nothing_found_answers_not_found_both_ways(
+    db: Database, served_in_loop: list[str]
+) -> None:
     await _fill(db)
     for _ in range(2):  # in the loop (on SQLite), then through the engine
         with pytest.raises(NotFound, match="trace"):
             await traces.get_trace(db, org_id=ORG, trace_id="nope")
         with pytest.raises(NotFound, match="feedback"):
             await feedback.get(db, org_id=ORG, feedback_id="nope")
+        assert len(served_in_loop) == (2 if db.is_sqlite else 0)
         event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: None)
+
+
+async def test_rows_carry_the_types_the_engine_gives(
+    db: Database, served_in_loop: list[str]
+) -> None:
+    """Compared as dicts with each value's type, before any model could coerce them: booleans,
+    dates, JSON, NULLs and labelled counts."""
+    await _fill(db)
+    statements = {
+        "traces": Precompiled(select(sql.traces).where(*of_traces(sql.traces))),
+        "counts": Precompiled(
+            select(
+                sql.feedback.c.trace_id,
+                func.count().label("total"),
+                func.max(sql.feedback.c.created_at).label("last"),
+            )
+            .where(*of_traces(sql.feedback))
+            .group_by(sql.feedback.c.trace_id)
+        ),
+    }
+    params = trace_params(ORG, ["t1", "t2", "t3"])
+
+    def typed(rows: list[dict[str, Any]]) -> list[dict[str, tuple[type, Any]]]:
+        """In trace order: neither statement orders its rows."""
+        ordered = sorted(rows, key=lambda row: row["trace_id"])
+        return [{k: (type(v), v) for k, v in row.items()} for row in ordered]
+
+    first = {name: typed(await s.rows(db, params)) for name, s in statements.items()}
+    assert len(served_in_loop) == (len(statements) if db.is_sqlite else 0)
+    event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: None)
+    second = {name: typed(await s.rows(db, params)) for name, s in statements.items()}
+    assert second == first
+    t1 = next(row for row in first["traces"] if row["trace_id"][1] == "t1")
+    assert t1["cost_computed"][0] is bool and t1["started_at"][0] is datetime
+    assert t1["metadata"][0] is dict and t1["name"] == (type(None), None)
+    assert [(row["trace_id"][1], row["total"]) for row in first["counts"]] == [
+        ("t1", (int, 2)),
+        ("t3", (int, 1)),
+    ]
