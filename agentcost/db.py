@@ -63,7 +63,9 @@ CHECKPOINT_LINGER = 1.0  # seconds without commits before the checkpointer's thr
 # (its COMMIT still waits for the disk in the connection's thread). A group of single votes
 # spends less in SQLite than in the six to eight trips to the thread its statements would take
 # (0.13 ms each, and a turn of the busy loop each to come back); a batch of a thousand would
-# hold the loop for tens to hundreds of milliseconds, so it runs in the thread.
+# hold the loop for tens to hundreds of milliseconds, so it runs in the thread. A statement that
+# held the loop past the reads' budget all the same runs in the thread next time (see
+# ``sqlite_driver.SlowStatements``).
 INLINE_ROWS = 64
 
 log = logging.getLogger("agentcost.db")
@@ -112,7 +114,7 @@ class Database:
             file = str(Path(path).expanduser())
             self._checkpointer = _Checkpointer(file)
             dbapi: OneTripDBAPI = self.engine.sync_engine.dialect.loaded_dbapi
-            self._loop_reader = LoopReader(file, dbapi.slow_reads)
+            self._loop_reader = LoopReader(file, dbapi.slow_statements)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Database":

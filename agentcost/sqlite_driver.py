@@ -12,9 +12,11 @@ asked, in the event loop's thread, under a budget: SQLite's progress handler sto
 running after ``INLINE_BUDGET`` and it runs again in the connection's thread, where slow
 analytics belong, so the loop is never held longer than that. The statements of a small write
 transaction run there too when its connection says so (``inline_writes``: the group commits of
-a few rows, see ``db.INLINE_ROWS``); other writes, and every COMMIT, go to the thread, the whole
-statement (execute, fetch, close) in one call, keeping the description, row count and rows it
-brings back, which is all SQLAlchemy reads from a client-side cursor.
+a few rows, see ``db.INLINE_ROWS``), except those that held the loop past the same budget last
+time (a vote's roll-up upkeep on a trace already stored: 12 ms for 32 votes); other writes, and
+every COMMIT, go to the thread, the whole statement (execute, fetch, close) in one call, keeping
+the description, row count and rows it brings back, which is all SQLAlchemy reads from a
+client-side cursor.
 
 Single read statements can skip SQLAlchemy's async engine altogether: ``LoopReader`` runs them
 on a sqlite3 connection of its own, in the event loop's thread, under the same budget.
@@ -58,13 +60,14 @@ INLINE_BUDGET = 0.002
 INLINE_HOLD_LIMIT = 0.008
 # SQLite virtual-machine instructions between two looks at the clock (some microseconds).
 _PROGRESS_STEPS = 2_000
-# A read statement SQLite stopped at the budget goes straight to the thread afterwards (each
-# stop wastes the budget, and analytics at a million traces overran it every time); every this
-# many runs it tries the loop again, and one that keeps within the budget is forgotten.
+# A read statement SQLite stopped at the budget, or a write found over it, goes straight to the
+# thread afterwards (each stop wastes the budget, and analytics at a million traces overran it
+# every time); every this many runs it tries the loop again, and one that keeps within the
+# budget is forgotten.
 RETRY_INLINE = 64
 # Statements an engine remembers as slow, oldest forgotten first; the service has some
 # dozens of statement shapes.
-_SLOW_READS = 256
+_SLOW_STATEMENTS = 256
 # What an inline read may meet that its thread would get past: the budget, or a lock held by
 # another connection (which the thread waits for, as busy_timeout says, and the loop may not).
 _GIVE_UP = (sqlite3.SQLITE_INTERRUPT, sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
@@ -144,41 +147,53 @@ async def _execute_inline(
 
 
 def _stop_after(sqlite: sqlite3.Connection, budget: float) -> None:
-    """SQLite stops the connection's statement (SQLITE_INTERRUPT) once it has run ``budget``
-    seconds both of the clock and of its thread's own CPU time, or ``INLINE_HOLD_LIMIT`` of the
-    clock alone; clear it with ``set_progress_handler(None, 0)``.
+    """SQLite stops the connection's statement (SQLITE_INTERRUPT) once ``_Hold(budget)`` is
+    over; clear it with ``set_progress_handler(None, 0)``."""
+    sqlite.set_progress_handler(_Hold(budget).over, _PROGRESS_STEPS)
 
-    The clock alone stopped statements that had waited for the GIL: SQLite lets go of it while
-    it works, and its progress handler (Python) needs it back. With other threads busy (the
+
+class _Hold:
+    """How long a statement has held the event loop's thread: ``over`` once it has run
+    ``budget`` seconds both of the clock and of its thread's own CPU time, or
+    ``INLINE_HOLD_LIMIT`` of the clock alone.
+
+    The clock alone stopped reads that had waited for the GIL: SQLite lets go of it while it
+    works, and its progress handler (Python) needs it back. With other threads busy (the
     connections' threads, running the statements stopped before), reads well within the budget
     were stopped, and their next runs went to those threads too: on the 50-trace GraphQL page
     at 32 connections, one read in seven. CPU time alone would not count a wait for the disk,
     during which the loop could have served others: the limit bounds that."""
-    start = time.perf_counter()
-    deadline, limit = start + budget, start + INLINE_HOLD_LIMIT
-    cpu_deadline = time.thread_time() + budget
 
-    def over() -> bool:
+    __slots__ = ("_cpu_deadline", "_deadline", "_limit")
+
+    def __init__(self, budget: float) -> None:
+        start = time.perf_counter()
+        self._deadline, self._limit = start + budget, start + INLINE_HOLD_LIMIT
+        self._cpu_deadline = time.thread_time() + budget
+
+    def over(self) -> bool:
         now = time.perf_counter()
-        return now > limit or (now > deadline and time.thread_time() > cpu_deadline)
-
-    sqlite.set_progress_handler(over, _PROGRESS_STEPS)
+        return now > self._limit or (
+            now > self._deadline and time.thread_time() > self._cpu_deadline
+        )
 
 
 def _gave_up(error: sqlite3.Error) -> bool:
     return getattr(error, "sqlite_errorcode", 0) & 0xFF in _GIVE_UP
 
 
-class SlowReads:
-    """Read statements SQLite stopped in the loop's thread (by the budget, or rarely a lock),
-    with the runs each has had in the connection's thread since. One per engine, shared by its
-    connections and its ``LoopReader``: a statement slow on one of them is slow on all."""
+class SlowStatements:
+    """Statements that held the loop's thread too long, with the runs each has had in the
+    connection's thread since: reads SQLite stopped there (by the budget, or rarely a lock), and
+    writes of a group commit found over the budget once done (SQLite cannot stop a write alone:
+    it would undo the whole transaction). One per engine, shared by its connections and its
+    ``LoopReader``: a statement slow on one of them is slow on all."""
 
     def __init__(self) -> None:
         self._runs: dict[str, int] = {}
 
     def tries_inline(self, operation: str) -> bool:
-        """Whether a read starts in the loop's thread: not one stopped there lately, but that
+        """Whether a statement starts in the loop's thread: not one slow there lately, but that
         one again every ``RETRY_INLINE`` runs, as its cost varies with its parameters."""
         runs = self._runs.get(operation)
         if runs is None:
@@ -190,11 +205,11 @@ class SlowReads:
         """Known as slow; unlike ``tries_inline``, not counted as a run."""
         return operation in self._runs
 
-    def ran_inline(self, operation: str, finished: bool) -> None:
-        if finished:
+    def ran_inline(self, operation: str, within_budget: bool) -> None:
+        if within_budget:
             self._runs.pop(operation, None)
             return
-        if operation not in self._runs and len(self._runs) >= _SLOW_READS:
+        if operation not in self._runs and len(self._runs) >= _SLOW_STATEMENTS:
             del self._runs[next(iter(self._runs))]
         self._runs[operation] = 0
 
@@ -210,20 +225,20 @@ class LoopReader:
     autocommit mode, so each is its own snapshot: that suits reads of one statement only.
 
     ``run`` answers None whenever the engine should run the statement instead: one known as slow
-    (``SlowReads``), one SQLite stopped at the budget or on a lock, any error (the engine then
+    (``SlowStatements``), one SQLite stopped at the budget or on a lock, any error (the engine then
     reports it as for every other statement), or the connection busy in another thread.
     """
 
-    def __init__(self, path: str, slow_reads: SlowReads) -> None:
+    def __init__(self, path: str, slow_statements: SlowStatements) -> None:
         self._path = path
-        self._slow_reads = slow_reads
+        self._slow_statements = slow_statements
         self._lock = threading.Lock()
         self._sqlite: sqlite3.Connection | None = None
         self._closed = False
 
     def run(self, operation: str, parameters: Sequence[Any]) -> tuple[list[str], list[Any]] | None:
         """The statement's column names and rows."""
-        if self._slow_reads.is_slow(operation) or not self._lock.acquire(blocking=False):
+        if self._slow_statements.is_slow(operation) or not self._lock.acquire(blocking=False):
             return None
         try:
             if self._closed:  # a request still finishing at shutdown: the engine answers it
@@ -238,7 +253,7 @@ class LoopReader:
                 rows = cursor.fetchall()
             except sqlite3.Error as error:
                 if _gave_up(error):
-                    self._slow_reads.ran_inline(operation, finished=False)
+                    self._slow_statements.ran_inline(operation, within_budget=False)
                 return None
             finally:
                 sqlite.set_progress_handler(None, 0)
@@ -307,15 +322,26 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             adapted.reading = begin == READ_BEGIN
         try:
             outcome = None
-            if adapted.inline_writes or (
-                adapted.reading and adapted.slow_reads.tries_inline(operation)
+            reading = adapted.reading
+            if (adapted.inline_writes or reading) and adapted.slow_statements.tries_inline(
+                operation
             ):
-                budget = INLINE_BUDGET if adapted.reading else None
+                hold = _Hold(INLINE_BUDGET)
                 outcome, begin = await_(
-                    _execute_inline(self._connection, begin, operation, parameters, many, budget)
+                    _execute_inline(
+                        self._connection,
+                        begin,
+                        operation,
+                        parameters,
+                        many,
+                        INLINE_BUDGET if reading else None,
+                    )
                 )
-                if adapted.reading:
-                    adapted.slow_reads.ran_inline(operation, outcome is not None)
+                # A write cannot be stopped (see ``SlowStatements``): one that held the loop
+                # too long runs in the thread next time, beside the loop instead of in its way.
+                adapted.slow_statements.ran_inline(
+                    operation, outcome is not None and (reading or not hold.over())
+                )
             if outcome is None:
                 outcome = await_(self._run_async(begin, operation, parameters, many))
         except Exception as error:
@@ -339,7 +365,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ("inline_writes", "pending_begin", "reading", "slow_reads")
+    __slots__ = ("inline_writes", "pending_begin", "reading", "slow_statements")
     _cursor_cls = OneTripCursor
 
     def __init__(self, dbapi: "OneTripDBAPI", connection: aiosqlite.Connection) -> None:
@@ -350,7 +376,7 @@ class OneTripConnection(AsyncAdapt_aiosqlite_connection):
         # whole transaction of a write it stops); COMMIT, which waits for the disk, stays in
         # the connection's thread.
         self.inline_writes = False
-        self.slow_reads = dbapi.slow_reads
+        self.slow_statements = dbapi.slow_statements
 
     def begin_on_next_statement(self, begin: str) -> None:
         """Open the transaction with ``begin`` (BEGIN, BEGIN IMMEDIATE) in the same call as
@@ -382,7 +408,7 @@ class OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
 
     def __init__(self) -> None:
         super().__init__(aiosqlite, sqlite3)
-        self.slow_reads = SlowReads()
+        self.slow_statements = SlowStatements()
 
     def connect(self, *arg: Any, **kw: Any) -> OneTripConnection:
         # Reads use the connection from the event loop's thread, writes from its own thread;

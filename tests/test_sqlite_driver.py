@@ -280,6 +280,64 @@ async def test_a_small_group_writes_in_the_loop_and_commits_in_the_thread(
     assert await _count(db) == rows
 
 
+@pytest.mark.parametrize(
+    ("wall_step", "cpu_step", "slow"),
+    [
+        (0.0, 0.0, False),
+        (1.5 * sqlite_driver.INLINE_BUDGET, 1.5 * sqlite_driver.INLINE_BUDGET, True),
+        # The clock alone past the budget (the GIL or the disk), but within the limit.
+        (1.5 * sqlite_driver.INLINE_BUDGET, 0.0, False),
+        (1.5 * sqlite_driver.INLINE_HOLD_LIMIT, 0.0, True),
+    ],
+)
+async def test_a_write_that_held_the_loop_over_the_budget_runs_in_the_thread_until_a_retry(
+    db: Database,
+    trips: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    wall_step: float,
+    cpu_step: float,
+    slow: bool,
+) -> None:
+    """SQLite cannot stop a write alone, so it is timed once done, by the reads' budget."""
+    monkeypatch.setattr(sqlite_driver, "RETRY_INLINE", 3)
+    await db.rehearse((_insert_lists, ["warm"]))
+    clock = _Clock(wall_step, cpu_step)  # each write statement lasts one step of each clock
+    monkeypatch.setattr(sqlite_driver, "time", clock)
+    ran = []
+    for quick in (False, True, True, True, True):
+        if quick:
+            clock.wall_step = clock.cpu_step = 0.0
+        trips.clear()
+        assert await db.write_grouped(_insert_lists, ["n"], rows=1) == ["n"]
+        ran.append(trips.copy())
+    in_loop, in_thread = ["commit"], ["_execute", "commit"]
+    # Known as slow: to the thread twice, then the third run tries the loop, keeps within the
+    # budget, and the statement is forgotten.
+    assert ran == ([in_loop, in_thread, in_thread, in_loop, in_loop] if slow else [in_loop] * 5)
+    assert await _count(db) == 5
+
+
+async def test_a_long_write_runs_in_the_thread_the_next_time(
+    db: Database, trips: list[str]
+) -> None:
+    """The real clocks: a statement of 300,000 rows holds the loop far past the budget."""
+    await db.rehearse((_many_rows, 1))
+    for expected in (["commit"], ["_execute", "commit"]):
+        trips.clear()
+        assert await db.write_grouped(_many_rows, 300_000, rows=1) == 300_000
+        assert trips == expected
+    assert await _count(db) == 600_000
+
+
+async def _many_rows(conn: AsyncConnection, counts: Sequence[int]) -> list[int]:
+    [count] = counts
+    many = text(
+        "INSERT INTO t (name) SELECT 'n' FROM (WITH RECURSIVE n(i) AS "
+        "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n) SELECT i FROM n)"
+    )
+    return [(await conn.execute(many, {"n": count})).rowcount]
+
+
 async def test_a_transaction_without_statements_costs_no_trip(
     db: Database, trips: list[str]
 ) -> None:
