@@ -32,6 +32,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from agentcost.pg_reader import PgReader
 from agentcost.settings import Settings
 from agentcost.sqlite_driver import BUSY_TIMEOUT_MS, READ_BEGIN, LoopReader, OneTripDBAPI
 
@@ -106,6 +107,9 @@ class Database:
         self._grouped_engine = self.engine
         self._checkpointer: _Checkpointer | None = None
         self._loop_reader: LoopReader | None = None
+        self._pg_reader: PgReader | None = None
+        if self.engine.dialect.driver == "asyncpg":
+            self._pg_reader = PgReader(self.url, self.engine.dialect, pool_size)
         path = self.url.database or ""
         if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
             self._grouped_engine = _create_engine(
@@ -131,15 +135,17 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
-    def read_in_loop(
+    async def read_direct(
         self, operation: str, parameters: Sequence[Any]
-    ) -> tuple[list[str], list[Any]] | None:
-        """One read statement's column names and rows straight from SQLite (``LoopReader``), or
-        None when the engine must run it: on PostgreSQL and SQLite in memory, when SQLite
-        gave up on it, and whenever anything watches the engine's statements (its log, by echo
-        or by logging's configuration, or listeners such as OpenTelemetry's or a test's
-        statement count), which this way would never see it."""
-        if self._loop_reader is None:
+    ) -> tuple[Sequence[Sequence[Any]], Sequence[Sequence[Any]]] | None:
+        """One read statement's description (DBAPI's: each column's name, then its type code)
+        and rows without the engine: from SQLite in the event loop's thread (``LoopReader``),
+        from PostgreSQL in one round trip (``PgReader``). None when the engine must run it: on
+        SQLite in memory and PostgreSQL through psycopg, when either reader gave up on it, and
+        whenever anything watches the engine's statements (its log, by echo or by logging's
+        configuration, or listeners such as OpenTelemetry's or a test's statement count), which
+        this way would never see it."""
+        if self._loop_reader is None and self._pg_reader is None:
             return None
         engine = self.engine.sync_engine
         if (
@@ -148,7 +154,10 @@ class Database:
             or engine.dispatch.after_cursor_execute
         ):
             return None
-        return self._loop_reader.run(operation, parameters)
+        if self._loop_reader is not None:
+            return self._loop_reader.run(operation, parameters)
+        assert self._pg_reader is not None
+        return await self._pg_reader.run(operation, parameters)
 
     def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A transaction that commits when the block ends; callers answer only after that."""
@@ -275,6 +284,8 @@ class Database:
                 writer.loop.call_soon_threadsafe(writer.task.cancel)
         if self._loop_reader is not None:
             self._loop_reader.close()
+        if self._pg_reader is not None:
+            await self._pg_reader.close()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.close)
         if self._grouped_engine is not self.engine:

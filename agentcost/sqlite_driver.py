@@ -236,8 +236,9 @@ class LoopReader:
         self._sqlite: sqlite3.Connection | None = None
         self._closed = False
 
-    def run(self, operation: str, parameters: Sequence[Any]) -> tuple[list[str], list[Any]] | None:
-        """The statement's column names and rows."""
+    def run(self, operation: str, parameters: Sequence[Any]) -> tuple[Any, list[Any]] | None:
+        """The statement's description (DBAPI's: each column's name, then its type code) and
+        rows."""
         if self._slow_statements.is_slow(operation) or not self._lock.acquire(blocking=False):
             return None
         try:
@@ -257,7 +258,7 @@ class LoopReader:
                 return None
             finally:
                 sqlite.set_progress_handler(None, 0)
-            return [column[0] for column in cursor.description], rows
+            return cursor.description, rows
         finally:
             self._lock.release()
 

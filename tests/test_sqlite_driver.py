@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 import pytest
@@ -129,19 +130,21 @@ _SLOW = (
 async def test_a_read_in_the_loop_sees_each_commit_and_cannot_write(
     db: Database, trips: list[str]
 ) -> None:
-    assert db.read_in_loop("SELECT count(*) AS n FROM t", ()) == (["n"], [(0,)])
+    assert _answer(await db.read_direct("SELECT count(*) AS n FROM t", ())) == (["n"], [(0,)])
     async with db.write() as conn:
         await conn.execute(text("INSERT INTO t (id, name) VALUES (1, 'a'), (2, 'b')"))
     trips.clear()
-    names, rows = db.read_in_loop("SELECT id, name FROM t WHERE id >= ? ORDER BY id", (1,)) or (
+    names, rows = _answer(
+        await db.read_direct("SELECT id, name FROM t WHERE id >= ? ORDER BY id", (1,))
+    ) or (
         [],
         [],
     )
     assert (names, rows) == (["id", "name"], [(1, "a"), (2, "b")])
     assert trips == []  # no trip to any connection's thread
     # Anything it cannot answer goes back to the engine, which reports it as usual.
-    assert db.read_in_loop("DELETE FROM t", ()) is None
-    assert db.read_in_loop("SELECT * FROM missing", ()) is None
+    assert await db.read_direct("DELETE FROM t", ()) is None
+    assert await db.read_direct("SELECT * FROM missing", ()) is None
     assert await _count(db) == 2
 
 
@@ -155,7 +158,7 @@ async def test_a_read_over_the_budget_goes_to_the_engine_which_runs_it_in_the_th
         "_stop_after",
         lambda sqlite, budget: (budgets.append(budget), original(sqlite, budget)),
     )
-    assert db.read_in_loop(_SLOW, ()) is None
+    assert await db.read_direct(_SLOW, ()) is None
     assert budgets == [sqlite_driver.INLINE_BUDGET]
     await db.ping()
     trips.clear()
@@ -164,7 +167,7 @@ async def test_a_read_over_the_budget_goes_to_the_engine_which_runs_it_in_the_th
     async with db.read() as conn:
         assert (await conn.execute(text(_SLOW))).scalar() == 300_000
     assert (trips, budgets) == (["_execute"], [])
-    assert db.read_in_loop(_SLOW, ()) is None and budgets == []  # not even tried again
+    assert await db.read_direct(_SLOW, ()) is None and budgets == []  # not even tried again
 
 
 class _Clock:
@@ -191,7 +194,7 @@ async def test_a_read_is_stopped_by_the_budget_of_both_clocks_or_the_limit_of_th
     budget, up to the limit of the clock alone (a wait for the disk holds the loop too)."""
     clock = _Clock(wall_step=0.001, cpu_step=0.001 if cpu_runs else 0.0)
     monkeypatch.setattr(sqlite_driver, "time", clock)
-    assert db.read_in_loop(_SLOW, ()) is None
+    assert await db.read_direct(_SLOW, ()) is None
     held = clock.wall - clock.wall_step  # from the first reading, when the read began
     limit = sqlite_driver.INLINE_HOLD_LIMIT
     assert (sqlite_driver.INLINE_BUDGET < held < limit) if cpu_runs else (limit < held < 2 * limit)
@@ -218,46 +221,51 @@ async def test_a_stop_never_lands_on_the_pragmas_around_an_inline_read(
 
 async def test_reads_in_the_loop_step_aside_for_whoever_watches_statements(db: Database) -> None:
     engine = db.engine.sync_engine
-    assert db.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+    assert _answer(await db.read_direct("SELECT 1", ())) == (["1"], [(1,)])
     for name in ("before_cursor_execute", "after_cursor_execute"):
         event.listen(engine, name, _ignore)
-        assert db.read_in_loop("SELECT 1", ()) is None
+        assert await db.read_direct("SELECT 1", ()) is None
         event.remove(engine, name, _ignore)
     logger = logging.getLogger("sqlalchemy.engine.Engine")
     level = logger.level
     logger.setLevel(logging.INFO)  # SQLAlchemy's statement log, configured without echo
     try:
-        assert db.read_in_loop("SELECT 1", ()) is None
+        assert await db.read_direct("SELECT 1", ()) is None
     finally:
         logger.setLevel(level)
     engine.echo = True
-    assert db.read_in_loop("SELECT 1", ()) is None
+    assert await db.read_direct("SELECT 1", ()) is None
     engine.echo = False
-    assert db.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+    assert _answer(await db.read_direct("SELECT 1", ())) == (["1"], [(1,)])
 
 
 def _ignore(*_: object) -> None:
     return None
 
 
+def _answer(found: tuple[Any, Any] | None) -> tuple[list[str], list[Any]] | None:
+    """A direct read's column names and rows."""
+    return None if found is None else ([column[0] for column in found[0]], found[1])
+
+
 async def test_the_loops_connection_never_waits_for_a_lock_nor_writes(db: Database) -> None:
-    assert db.read_in_loop("PRAGMA busy_timeout", ()) == (["timeout"], [(0,)])
-    assert db.read_in_loop("PRAGMA query_only", ()) == (["query_only"], [(1,)])
+    assert _answer(await db.read_direct("PRAGMA busy_timeout", ())) == (["timeout"], [(0,)])
+    assert _answer(await db.read_direct("PRAGMA query_only", ())) == (["query_only"], [(1,)])
 
 
 async def test_no_read_in_the_loop_once_the_database_is_disposed(tmp_path: Path) -> None:
     """A request still finishing at shutdown is answered by the engine, which reopens its
     connection as it would; the loop's connection is not reopened behind the dispose."""
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'closed.db'}")
-    assert database.read_in_loop("SELECT 1", ()) == (["1"], [(1,)])
+    assert _answer(await database.read_direct("SELECT 1", ())) == (["1"], [(1,)])
     await database.dispose()
-    assert database.read_in_loop("SELECT 1", ()) is None
+    assert await database.read_direct("SELECT 1", ()) is None
 
 
 async def test_no_reads_in_the_loop_on_a_database_in_memory() -> None:
     memory = Database("sqlite+aiosqlite:///:memory:")
     try:
-        assert memory.read_in_loop("SELECT 1", ()) is None
+        assert await memory.read_direct("SELECT 1", ()) is None
     finally:
         await memory.dispose()
 

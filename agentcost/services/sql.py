@@ -157,14 +157,15 @@ class Precompiled:
     drivers of one database take different parameter styles). Only for statements whose values
     the driver takes as they are (text, numbers), which compiling checks.
 
-    A SELECT's ``rows`` skip the async engine on a SQLite file (``Database.read_in_loop``),
-    each value converted as the engine would; reads of one statement use them.
+    A SELECT's ``rows`` skip the async engine on a SQLite file and on PostgreSQL through asyncpg
+    (``Database.read_direct``), each value converted as the engine would; reads of one statement
+    use them.
     """
 
     def __init__(self, statement: Any) -> None:
         self._statement = statement
         self._compiled: dict[tuple[str, str], _Compiled] = {}
-        self._converters: dict[tuple[str, str], list[tuple[int, Callable[[Any], Any]]]] = {}
+        self._converters: dict[tuple[Any, ...], list[tuple[int, Callable[[Any], Any]]]] = {}
 
     def bound(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL text and its parameters, as ``exec_driver_sql`` takes them."""
@@ -183,17 +184,21 @@ class Precompiled:
     async def rows(self, db: Database, params: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The SELECT's rows as ``records`` gives them, each a dict of its columns."""
         dialect = db.engine.dialect
-        found = db.read_in_loop(*self.bound(dialect, params))
+        found = await db.read_direct(*self.bound(dialect, params))
         if found is None:
             async with db.read() as conn:
                 return list(records(await conn.execute(self._statement, params)))
-        names, rows = found
-        converters = self._converters.get((dialect.name, dialect.driver))
+        description, rows = found
+        names = [column[0] for column in description]
+        # asyncpg's conversions of numbers depend on the column's type as the server sent it.
+        key = (dialect.name, dialect.driver, tuple(column[1] for column in description))
+        converters = self._converters.get(key)
         if converters is None:
-            converters = self._converters[dialect.name, dialect.driver] = [
+            columns = zip(self._statement.selected_columns, key[2], strict=True)
+            converters = self._converters[key] = [
                 (index, process)
-                for index, column in enumerate(self._statement.selected_columns)
-                if (process := column.type.dialect_impl(dialect).result_processor(dialect, None))
+                for index, (column, code) in enumerate(columns)
+                if (process := column.type.dialect_impl(dialect).result_processor(dialect, code))
             ]
         result = []
         for row in rows:

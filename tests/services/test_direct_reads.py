@@ -1,6 +1,7 @@
-"""Reads of one statement (``Precompiled.rows``) answer the same whether SQLite runs them in the
-event loop's thread (``Database.read_in_loop``) or the engine runs them; on a SQLite file they
-take the first way unless something watches the engine's statements."""
+"""Reads of one statement (``Precompiled.rows``) answer the same whether they skip the engine
+(``Database.read_direct``: SQLite in the event loop's thread, PostgreSQL through asyncpg alone)
+or the engine runs them; they take the first way unless something watches the engine's
+statements."""
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -70,18 +71,18 @@ async def _fill(db: Database) -> None:
 
 
 @pytest.fixture
-def served_in_loop(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements ``LoopReader`` answered (not those it handed back to the engine)."""
+def served_directly(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements answered without the engine (not those handed back to it)."""
     answered: list[str] = []
-    original = sqlite_driver.LoopReader.run
+    original = Database.read_direct
 
-    def run(self: sqlite_driver.LoopReader, operation: str, parameters: Any) -> Any:
-        found = original(self, operation, parameters)
+    async def read_direct(self: Database, operation: str, parameters: Any) -> Any:
+        found = await original(self, operation, parameters)
         if found is not None:
             answered.append(operation)
         return found
 
-    monkeypatch.setattr(sqlite_driver.LoopReader, "run", run)
+    monkeypatch.setattr(Database, "read_direct", read_direct)
     return answered
 
 
@@ -92,18 +93,18 @@ def no_hold_limit(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
-    db: Database, served_in_loop: list[str]
+    db: Database, served_directly: list[str]
 ) -> None:
     await _fill(db)
     first = {name: await read(db) for name, read in READS.items()}
-    in_loop = len(served_in_loop)
+    in_loop = len(served_directly)
     seen: list[str] = []
     event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
     second = {name: await read(db) for name, read in READS.items()}
     assert second == first
     # Through the engine the second time: the listener saw every statement, the loop none.
-    assert len(seen) == len(READS) and len(served_in_loop) == in_loop
-    assert in_loop == (len(READS) if db.is_sqlite else 0)
+    assert len(seen) == len(READS) and len(served_directly) == in_loop
+    assert in_loop == len(READS)
     # The values themselves, converted as the engine converts them.
     assert first["get_traces"]["t2"].status == "error"
     assert first["get_traces"]["t1"].metadata["nested"] == {"k": [1, "two", None]}
@@ -126,20 +127,20 @@ async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
 
 
 async def test_a_read_of_nothing_found_answers_not_found_both_ways(
-    db: Database, served_in_loop: list[str]
+    db: Database, served_directly: list[str]
 ) -> None:
     await _fill(db)
-    for _ in range(2):  # in the loop (on SQLite), then through the engine
+    for _ in range(2):  # without the engine, then through it
         with pytest.raises(NotFound, match="trace"):
             await traces.get_trace(db, org_id=ORG, trace_id="nope")
         with pytest.raises(NotFound, match="feedback"):
             await feedback.get(db, org_id=ORG, feedback_id="nope")
-        assert len(served_in_loop) == (2 if db.is_sqlite else 0)
+        assert len(served_directly) == 2
         event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: None)
 
 
 async def test_rows_carry_the_types_the_engine_gives(
-    db: Database, served_in_loop: list[str]
+    db: Database, served_directly: list[str]
 ) -> None:
     """Compared as dicts with each value's type, before any model could coerce them: booleans,
     dates, JSON, NULLs and labelled counts."""
@@ -164,7 +165,7 @@ async def test_rows_carry_the_types_the_engine_gives(
         return [{k: (type(v), v) for k, v in row.items()} for row in ordered]
 
     first = {name: typed(await s.rows(db, params)) for name, s in statements.items()}
-    assert len(served_in_loop) == (len(statements) if db.is_sqlite else 0)
+    assert len(served_directly) == len(statements)
     event.listen(db.engine.sync_engine, "before_cursor_execute", lambda *a: None)
     second = {name: typed(await s.rows(db, params)) for name, s in statements.items()}
     assert second == first
