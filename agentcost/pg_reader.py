@@ -3,8 +3,8 @@
 Through the engine every read is four round trips to the server (the pool's pre-ping, BEGIN, the
 statement, ROLLBACK) with SQLAlchemy's execution context and result around them: the GraphQL
 query for one trace cost 1,130-1,590 µs of server CPU on PostgreSQL, three times SQLite's. A
-statement run on its own in autocommit is one round trip (asyncpg keeps it prepared), and under
-READ COMMITTED it sees what the engine's transaction would: one snapshot for the statement.
+statement run on its own in autocommit is one round trip (prepared once per connection), and
+under READ COMMITTED it sees what the engine's transaction would: one snapshot for the statement.
 """
 
 import asyncio
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy.engine import URL, Dialect
 
 # Connection options of SQLAlchemy's asyncpg adapter, not asyncpg's: a URL that tunes them (for
@@ -20,6 +21,12 @@ from sqlalchemy.engine import URL, Dialect
 _ENGINE_ONLY_OPTIONS = frozenset(
     {"prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback"}
 )
+# Seconds without new connections after one could not be opened: a server that refuses them
+# (down, or at max_connections) would otherwise get an attempt from every read.
+CONNECT_RETRY = 5.0
+# Statements kept prepared per connection; the service has some dozens of shapes.
+_PREPARED = 64
+_CLOSE_TIMEOUT = 5.0  # seconds a closing connection may take to tell the server
 
 
 class _Adapted:
@@ -30,15 +37,24 @@ class _Adapted:
         self._connection = connection
 
 
+class _Connection:
+    """An asyncpg connection with its prepared statements, by SQL text."""
+
+    def __init__(self, connection: asyncpg.Connection) -> None:
+        self.connection = connection
+        self.prepared: dict[str, PreparedStatement] = {}
+
+
 class PgReader:
     """Single read statements on asyncpg connections of its own, at most ``size`` of them,
     each kept open for the next read of the same event loop.
 
     ``run`` answers None whenever the engine should run the statement instead: every connection
-    busy (the engine's pool waits or overflows, this does not wait), a connection that cannot be
-    opened, any error (the connection is closed, and the engine reports the error as it does for
-    every statement, or reconnects past a restart of the server), a URL with options of the
-    engine's own, and another event loop than the connections' own.
+    busy (the engine's pool waits or overflows, this does not wait), no connection to be had
+    (and then none tried for ``CONNECT_RETRY`` seconds), any error (the engine reports it as it
+    does for every statement; a connection the server ended is closed, one it merely refused a
+    statement on is kept), a URL with options of the engine's own, another event loop than the
+    connections' own, and after ``close``.
     """
 
     def __init__(self, url: URL, dialect: Dialect, size: int) -> None:
@@ -48,40 +64,44 @@ class PgReader:
         )
         self._dialect = dialect
         self._size = size
-        self._idle: list[asyncpg.Connection] = []
+        self._idle: list[_Connection] = []
         self._open = 0
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._connect_after = 0.0
+        self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._descriptions: dict[str, list[tuple[str, int]]] = {}
 
     async def run(
         self, operation: str, parameters: Sequence[Any]
     ) -> tuple[list[tuple[str, int]], list[Any]] | None:
         """The statement's description (each column's name and type, as DBAPI's) and rows."""
-        connection = await self._acquire()
-        if connection is None:
+        held = await self._acquire()
+        if held is None:
             return None
         try:
-            description = self._descriptions.get(operation)
-            if description is None:
-                # Each column's type, which some of the engine's conversions depend on (numbers);
-                # the statement stays prepared in the connection's cache for the fetch.
-                prepared = await connection.prepare(operation)
-                description = [(a.name, a.type.oid) for a in prepared.get_attributes()]
-            records = await connection.fetch(operation, *parameters)
+            prepared = held.prepared.get(operation)
+            if prepared is None:
+                if len(held.prepared) >= _PREPARED:
+                    held.prepared.clear()
+                prepared = held.prepared[operation] = await held.connection.prepare(operation)
+            records = await prepared.fetch(*parameters)
+        except asyncpg.PostgresError:
+            # The server refused the statement (or its prepared form went stale): the
+            # connection itself is fine.
+            held.prepared.pop(operation, None)
+            self._release(held)
+            return None
         except BaseException as error:
-            self._drop(connection)
+            self._drop(held)
             if isinstance(error, Exception):
                 return None
-            raise  # cancelled: the connection may be mid-statement, so it was closed above
-        self._descriptions[operation] = description
-        if self._closed:
-            self._drop(connection)
-        else:
-            self._idle.append(connection)
-        return description, records
+            raise
+        self._release(held)
+        # The columns of the statement these rows came from, whose types some of the engine's
+        # conversions depend on (numbers).
+        return [(a.name, a.type.oid) for a in prepared.get_attributes()], records
 
-    async def _acquire(self) -> asyncpg.Connection | None:
+    async def _acquire(self) -> _Connection | None:
         if self._closed or self._options is None:
             return None
         loop = asyncio.get_running_loop()
@@ -89,9 +109,12 @@ class PgReader:
             self._loop = loop
         elif loop is not self._loop:
             return None
-        if self._idle:
-            return self._idle.pop()
-        if self._open >= self._size:
+        while self._idle:
+            held = self._idle.pop()
+            if not held.connection.is_closed():
+                return held
+            self._open -= 1  # the server ended it (a restart, an administrator)
+        if self._open >= self._size or loop.time() < self._connect_after:
             return None
         self._open += 1
         connection = None
@@ -105,24 +128,46 @@ class PgReader:
             if connection is None:
                 self._open -= 1
             else:
-                self._drop(connection)
+                self._drop(_Connection(connection))
             if isinstance(error, Exception):
+                self._connect_after = loop.time() + CONNECT_RETRY
                 return None
             raise
-        return connection
+        return _Connection(connection)
 
-    def _drop(self, connection: asyncpg.Connection) -> None:
+    def _release(self, held: _Connection) -> None:
+        if self._closed:
+            self._drop(held)
+        else:
+            self._idle.append(held)
+
+    def _drop(self, held: _Connection) -> None:
+        """Closed in the background, politely: a statement cancelled mid-way (the client went
+        away) gets the cancel request asyncpg sends for it, which ``terminate`` would drop, so
+        the server would run it to its end."""
         self._open -= 1
-        connection.terminate()
+        task = asyncio.get_running_loop().create_task(held.connection.close(timeout=_CLOSE_TIMEOUT))
+        self._closing.add(task)
+        task.add_done_callback(self._closed_one)
+
+    def _closed_one(self, task: asyncio.Task[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a connection that could not say goodbye is gone all the same
 
     async def close(self) -> None:
         """For good: later reads go to the engine; a connection still reading closes when done."""
         self._closed = True
         idle, self._idle = self._idle, []
-        if asyncio.get_running_loop() is not self._loop:  # theirs may be gone: no goodbye
-            for connection in idle:
-                with contextlib.suppress(Exception):
-                    self._drop(connection)
+        loop = self._loop
+        if loop is None:
             return
-        self._open -= len(idle)
-        await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
+        if loop is not asyncio.get_running_loop():  # its connections belong to that loop
+            if not loop.is_closed():
+                for held in idle:
+                    with contextlib.suppress(RuntimeError):  # it closed meanwhile
+                        loop.call_soon_threadsafe(held.connection.terminate)
+            return
+        for held in idle:
+            self._drop(held)
+        await asyncio.gather(*self._closing, return_exceptions=True)

@@ -338,11 +338,12 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                         INLINE_BUDGET if reading else None,
                     )
                 )
-                # A write cannot be stopped (see ``SlowStatements``): one that held the loop
-                # too long runs in the thread next time, beside the loop instead of in its way.
-                adapted.slow_statements.ran_inline(
-                    operation, outcome is not None and (reading or not hold.over())
-                )
+                if reading:
+                    adapted.slow_statements.ran_inline(operation, outcome is not None)
+                elif outcome is not None:  # not a lock another process holds: that passes
+                    # A write cannot be stopped (see ``SlowStatements``): one that held the loop
+                    # too long runs in the thread next time, beside the loop, not in its way.
+                    adapted.slow_statements.ran_inline(operation, not hold.over())
             if outcome is None:
                 outcome = await_(self._run_async(begin, operation, parameters, many))
         except Exception as error:

@@ -2,14 +2,18 @@
 own, kept for the next, and the engine answers whenever they cannot."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
+import asyncpg
 import psycopg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from agentcost import pg_reader
 from agentcost.db import Database
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +30,28 @@ async def pg(pg_database_url: str) -> AsyncIterator[Database]:
         await database.dispose()
 
 
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The reader's connection attempts (not the engine's), by what each came to: a connection
+    or an error."""
+    made: list[object] = []
+    original = asyncpg.connect
+
+    async def counted(*args: Any, **options: Any) -> asyncpg.Connection:
+        if sys._getframe(1).f_globals.get("__name__") != pg_reader.__name__:
+            return await original(*args, **options)
+        try:
+            connection = await original(**options)
+        except Exception as error:
+            made.append(error)
+            raise
+        made.append(connection)
+        return connection
+
+    monkeypatch.setattr(asyncpg, "connect", counted)
+    return made
+
+
 async def _pid(db: Database) -> int | None:
     found = await db.read_direct(PID, ())
     return None if found is None else found[1][0][0]
@@ -36,26 +62,53 @@ async def _engine_pid(db: Database) -> int:
         return (await conn.execute(text(PID))).scalar_one()
 
 
-async def test_a_read_is_one_statement_on_a_connection_kept_for_the_next(pg: Database) -> None:
+async def _within(seconds: float, check: Callable[[], Awaitable[bool]]) -> bool:
+    """Whether ``check`` comes true within ``seconds`` (the server ends a backend a moment
+    after its client left, and the client learns of an ended backend a moment after)."""
+    for _ in range(round(seconds / 0.02)):
+        if await check():
+            return True
+        await asyncio.sleep(0.02)
+    return await check()
+
+
+def _activity(url: str, where: str, *args: object) -> int:
+    sync_url = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(sync_url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM pg_stat_activity WHERE {where}", args).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_read_is_one_statement_on_a_connection_kept_for_the_next(
+    pg: Database, connects: list[object]
+) -> None:
     found = await pg.read_direct("SELECT $1::int + 1 AS n, $2::text AS s", (41, "x"))
     assert found is not None
     description, rows = found
     # Each column's name and type (PostgreSQL's int4 and text), as a DBAPI cursor describes it.
     assert (description, [tuple(r) for r in rows]) == ([("n", 23), ("s", 25)], [(42, "x")])
+    assert await pg.read_direct("SELECT 1 AS n WHERE false", ()) == ([("n", 23)], [])
     first = await _pid(pg)
     assert first is not None and await _pid(pg) == first
     assert await _engine_pid(pg) != first  # not one of the engine's connections
-    assert await pg.read_direct("SELECT 1 AS n WHERE false", ()) == ([("n", 23)], [])
+    assert len(connects) == 1
 
 
-async def test_after_its_connection_is_killed_the_engine_answers_once_then_a_new_one(
+async def test_a_connection_the_server_ended_is_replaced_without_the_engine(
     pg: Database,
 ) -> None:
     killed = await _pid(pg)
     async with pg.write() as conn:
         await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": killed})
-    await asyncio.sleep(0.1)
-    assert await pg.read_direct("SELECT 1", ()) is None  # its connection is closed, not kept
+    reader = pg._pg_reader
+    assert reader is not None
+    idle = reader._idle[0].connection
+
+    async def noticed() -> bool:
+        return idle.is_closed()
+
+    assert await _within(5, noticed)
     again = await _pid(pg)
     assert again is not None and again != killed
 
@@ -70,51 +123,93 @@ async def test_with_every_connection_busy_the_engine_answers(pg: Database) -> No
     assert quick is None
 
 
-async def test_an_error_goes_back_to_the_engine_and_the_next_read_reconnects(
+async def test_a_statement_the_server_refuses_goes_to_the_engine_and_keeps_the_connection(
     pg: Database,
 ) -> None:
     before = await _pid(pg)
     assert await pg.read_direct("SELECT * FROM no_such_table", ()) is None
-    after = await _pid(pg)
-    assert after is not None and after != before
+    # A JSON text with a NUL in it, which PostgreSQL refuses at execution.
+    assert await pg.read_direct("SELECT $1::text::jsonb", ('"a\\u0000b"',)) is None
+    assert await _pid(pg) == before
 
 
-async def test_a_cancelled_read_closes_its_connection(pg: Database) -> None:
+async def test_a_cancelled_read_stops_on_the_server_too(pg: Database, pg_database_url: str) -> None:
     before = await _pid(pg)
-    with anyio.move_on_after(0.2):
-        await pg.read_direct("SELECT pg_sleep(10)", ())
+    marker = "/* cancelled-read */"
+    with anyio.move_on_after(0.3):
+        await pg.read_direct(f"SELECT pg_sleep(10) {marker}", ())
+
+    async def stopped() -> bool:
+        return _activity(pg_database_url, "state = 'active' AND query LIKE %s", f"%{marker}") == 0
+
+    assert await _within(5, stopped)
     after = await _pid(pg)
     assert after is not None and after != before
 
 
-async def test_no_read_from_another_event_loop_nor_after_dispose(pg_database_url: str) -> None:
+async def test_no_new_connection_for_a_while_after_one_could_not_be_opened(
+    pg: Database, connects: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_reader, "CONNECT_RETRY", 0.3)
+    refusing = make_url(pg.url).set(port=1)  # nothing listens there
+    assert pg._pg_reader is not None
+    options = pg._pg_reader._options
+    assert options is not None
+    monkeypatch.setitem(options, "port", refusing.port)
+    assert await pg.read_direct("SELECT 1", ()) is None
+    assert await pg.read_direct("SELECT 1", ()) is None
+    assert len(connects) == 1 and isinstance(connects[0], OSError)
+    assert await _engine_pid(pg) > 0  # the engine reads all the same
+    monkeypatch.setitem(options, "port", make_url(pg.url).port or 5432)
+    await asyncio.sleep(0.35)
+    assert await _pid(pg) is not None and len(connects) == 2
+
+
+async def test_no_read_from_another_event_loop_nor_after_dispose(
+    pg_database_url: str, connects: list[object]
+) -> None:
     database = Database(pg_database_url, pool_size=1)
     pid = await _pid(database)
     assert pid is not None
     elsewhere = await anyio.to_thread.run_sync(
         lambda: asyncio.run(database.read_direct("SELECT 1", ()))
     )
-    assert elsewhere is None
+    assert elsewhere is None and len(connects) == 1  # not even tried
+    assert await _pid(database) == pid  # and its connection, of this loop, still kept
     await database.dispose()
-    assert await database.read_direct("SELECT 1", ()) is None
-    sync_url = make_url(pg_database_url).set(drivername="postgresql")
-    with psycopg.connect(sync_url.render_as_string(hide_password=False)) as conn:
-        for _ in range(50):  # the server ends the backend a moment after the goodbye
-            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
-            if row.fetchone() == (0,):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            pytest.fail("the reader's connection is still open after dispose")
+    assert await database.read_direct("SELECT 1", ()) is None and len(connects) == 1
+
+    async def gone() -> bool:
+        return _activity(pg_database_url, "pid = %s", pid) == 0
+
+    assert await _within(5, gone)
+
+
+async def test_a_read_running_at_dispose_finishes_and_its_connection_closes(
+    pg_database_url: str,
+) -> None:
+    database = Database(pg_database_url, pool_size=1)
+    pid = await _pid(database)
+    running = asyncio.create_task(database.read_direct("SELECT pg_sleep(0.3), 7", ()))
+    await asyncio.sleep(0.1)
+    await database.dispose()
+    found = await running
+    assert found is not None and [r[1] for r in found[1]] == [7]
+
+    async def gone() -> bool:
+        return _activity(pg_database_url, "pid = %s", pid) == 0
+
+    assert await _within(5, gone)
 
 
 async def test_a_url_with_the_engines_own_options_reads_through_the_engine(
-    pg_database_url: str,
+    pg_database_url: str, connects: list[object]
 ) -> None:
     url = make_url(pg_database_url).update_query_dict({"prepared_statement_cache_size": "0"})
     database = Database(url)
     try:
         assert await database.read_direct("SELECT 1", ()) is None
         assert await _engine_pid(database) > 0
+        assert connects == []  # the reader never tried (the engine connects through its own)
     finally:
         await database.dispose()

@@ -325,6 +325,27 @@ async def test_a_write_that_held_the_loop_over_the_budget_runs_in_the_thread_unt
     assert await _count(db) == 5
 
 
+async def test_a_write_that_waited_for_another_process_stays_in_the_loop_next_time(
+    db: Database, trips: list[str], tmp_path: Path
+) -> None:
+    """A lock another process holds (an import beside the server) is not a slow statement."""
+    await db.rehearse((_insert_lists, ["warm"]))
+    other = sqlite3.connect(tmp_path / "driver.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.2, other.rollback)
+    release.start()
+    try:
+        trips.clear()
+        assert await db.write_grouped(_insert_lists, ["a"], rows=1) == ["a"]
+        assert trips == ["_execute", "commit"]  # it waited for the lock in the thread
+    finally:
+        release.join()
+        other.close()
+    trips.clear()
+    assert await db.write_grouped(_insert_lists, ["b"], rows=1) == ["b"]
+    assert trips == ["commit"]
+
+
 async def test_a_long_write_runs_in_the_thread_the_next_time(
     db: Database, trips: list[str]
 ) -> None:
