@@ -46,15 +46,14 @@ class _Connection:
 
 
 class PgReader:
-    """Single read statements on asyncpg connections of its own, at most ``size`` of them,
-    each kept open for the next read of the same event loop.
+    """Single read statements on asyncpg connections of its own, at most ``size`` of them (a
+    read waits for one), each kept open for the next read of the same event loop.
 
-    ``run`` answers None whenever the engine should run the statement instead: every connection
-    busy (the engine's pool waits or overflows, this does not wait), no connection to be had
-    (and then none tried for ``CONNECT_RETRY`` seconds), any error (the engine reports it as it
-    does for every statement; a connection the server ended is closed, one it merely refused a
-    statement on is kept), a URL with options of the engine's own, another event loop than the
-    connections' own, and after ``close``.
+    ``run`` answers None whenever the engine should run the statement instead: no connection
+    to be had (and then none tried for ``CONNECT_RETRY`` seconds), any error (the engine reports
+    it as it does for every statement; a connection the server ended is closed, one it merely
+    refused a statement on is kept), a URL with options of the engine's own, another event loop
+    than the connections' own, and after ``close``.
     """
 
     def __init__(self, url: URL, dialect: Dialect, size: int) -> None:
@@ -65,7 +64,7 @@ class PgReader:
         self._dialect = dialect
         self._size = size
         self._idle: list[_Connection] = []
-        self._open = 0
+        self._slots: asyncio.Semaphore | None = None  # one per connection in use
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect_after = 0.0
         self._closing: set[asyncio.Task[None]] = set()
@@ -105,47 +104,59 @@ class PgReader:
         if self._closed or self._options is None:
             return None
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
+        if self._slots is None:
+            self._loop, self._slots = loop, asyncio.Semaphore(self._size)
         elif loop is not self._loop:
             return None
-        while self._idle:
-            held = self._idle.pop()
-            if not held.connection.is_closed():
-                return held
-            self._open -= 1  # the server ended it (a restart, an administrator)
-        if self._open >= self._size or loop.time() < self._connect_after:
-            return None
-        self._open += 1
-        connection = None
+        # A read waits for a connection rather than going to the engine: its statements take a
+        # round trip, where the engine's four would cost the loop more than the wait.
+        await self._slots.acquire()
         try:
+            while self._idle:
+                held = self._idle.pop()
+                if not held.connection.is_closed():  # else the server ended it (a restart)
+                    return held
+            if self._closed or loop.time() < self._connect_after:
+                self._slots.release()
+                return None
             connection = await asyncpg.connect(**self._options)
+        except BaseException as error:
+            self._slots.release()
+            if isinstance(error, Exception):
+                self._connect_after = loop.time() + CONNECT_RETRY
+                return None
+            raise
+        held = _Connection(connection)
+        try:
             # JSON comes back decoded, as the engine's connections give it (its result
             # processors, which ``Precompiled.rows`` applies, expect that).
             await self._dialect.setup_asyncpg_json_codec(_Adapted(connection))  # type: ignore[attr-defined]
             await self._dialect.setup_asyncpg_jsonb_codec(_Adapted(connection))  # type: ignore[attr-defined]
         except BaseException as error:
-            if connection is None:
-                self._open -= 1
-            else:
-                self._drop(_Connection(connection))
+            self._drop(held)
             if isinstance(error, Exception):
-                self._connect_after = loop.time() + CONNECT_RETRY
                 return None
             raise
-        return _Connection(connection)
+        return held
 
     def _release(self, held: _Connection) -> None:
         if self._closed:
             self._drop(held)
-        else:
-            self._idle.append(held)
+            return
+        self._idle.append(held)
+        assert self._slots is not None
+        self._slots.release()
 
     def _drop(self, held: _Connection) -> None:
-        """Closed in the background, politely: a statement cancelled mid-way (the client went
-        away) gets the cancel request asyncpg sends for it, which ``terminate`` would drop, so
-        the server would run it to its end."""
-        self._open -= 1
+        """A connection taken for a read, not to be used again: its slot is free."""
+        assert self._slots is not None
+        self._slots.release()
+        self._close(held)
+
+    def _close(self, held: _Connection) -> None:
+        """In the background, politely: a statement cancelled mid-way (the client went away) gets
+        the cancel request asyncpg sends for it, which ``terminate`` would drop, so the server
+        would run it to its end."""
         task = asyncio.get_running_loop().create_task(held.connection.close(timeout=_CLOSE_TIMEOUT))
         self._closing.add(task)
         task.add_done_callback(self._closed_one)
@@ -169,5 +180,5 @@ class PgReader:
                         loop.call_soon_threadsafe(held.connection.terminate)
             return
         for held in idle:
-            self._drop(held)
+            self._close(held)
         await asyncio.gather(*self._closing, return_exceptions=True)

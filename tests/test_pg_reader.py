@@ -113,14 +113,17 @@ async def test_a_connection_the_server_ended_is_replaced_without_the_engine(
     assert again is not None and again != killed
 
 
-async def test_with_every_connection_busy_the_engine_answers(pg: Database) -> None:
-    """pool_size=1: a second read while the first holds the only connection is not kept
-    waiting."""
+async def test_with_every_connection_busy_a_read_waits_for_one(
+    pg: Database, connects: list[object]
+) -> None:
+    """pool_size=1: the second read waits for the first's connection, as one round trip
+    costs less than the engine's four."""
     slow, quick = await asyncio.gather(
-        pg.read_direct("SELECT pg_sleep(0.3), 1", ()), pg.read_direct("SELECT 2", ())
+        pg.read_direct("SELECT pg_sleep(0.2), pg_backend_pid()", ()),
+        pg.read_direct(PID, ()),
     )
-    assert slow is not None and [r[1] for r in slow[1]] == [1]
-    assert quick is None
+    assert slow is not None and quick is not None
+    assert [r[1] for r in slow[1]] == [r[0] for r in quick[1]] and len(connects) == 1
 
 
 async def test_a_statement_the_server_refuses_goes_to_the_engine_and_keeps_the_connection(
