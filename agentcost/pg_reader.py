@@ -27,6 +27,9 @@ CONNECT_RETRY = 5.0
 # Statements kept prepared per connection; the service has some dozens of shapes.
 _PREPARED = 64
 _CLOSE_TIMEOUT = 5.0  # seconds a closing connection may take to tell the server
+# Seconds a read waits for one of the connections before the engine answers it: far more than a
+# round trip, yet a lock that holds every connection (a migration's) stalls no read for long.
+WAIT = 0.05
 
 
 class _Adapted:
@@ -47,19 +50,20 @@ class _Connection:
 
 class PgReader:
     """Single read statements on asyncpg connections of its own, at most ``size`` of them (a
-    read waits for one), each kept open for the next read of the same event loop.
+    read waits up to ``WAIT`` for one), each kept open for the next read of the same event loop.
 
     ``run`` answers None whenever the engine should run the statement instead: no connection
-    to be had (and then none tried for ``CONNECT_RETRY`` seconds), any error (the engine reports
-    it as it does for every statement; a connection the server ended is closed, one it merely
-    refused a statement on is kept), a URL with options of the engine's own, another event loop
-    than the connections' own, and after ``close``.
+    free within ``WAIT`` or to be had (then none tried for ``CONNECT_RETRY`` seconds), any
+    error (the engine reports it as it does for every statement; a connection the server ended
+    is closed, one it merely refused a statement on is kept), a URL with options of the engine's
+    own, a ``size`` below one (SQLAlchemy's pool without a limit), another event loop than the
+    connections' own, and after ``close``.
     """
 
     def __init__(self, url: URL, dialect: Dialect, size: int) -> None:
         _, options = dialect.create_connect_args(url)
         self._options: dict[str, Any] | None = (
-            None if _ENGINE_ONLY_OPTIONS & options.keys() else options
+            None if _ENGINE_ONLY_OPTIONS & options.keys() or size < 1 else options
         )
         self._dialect = dialect
         self._size = size
@@ -108,9 +112,13 @@ class PgReader:
             self._loop, self._slots = loop, asyncio.Semaphore(self._size)
         elif loop is not self._loop:
             return None
-        # A read waits for a connection rather than going to the engine: its statements take a
-        # round trip, where the engine's four would cost the loop more than the wait.
-        await self._slots.acquire()
+        # A read waits a little for a connection rather than going to the engine: its statement
+        # takes a round trip, where the engine's four would cost the loop more than the wait.
+        try:
+            async with asyncio.timeout(WAIT):
+                await self._slots.acquire()
+        except TimeoutError:
+            return None
         try:
             while self._idle:
                 held = self._idle.pop()

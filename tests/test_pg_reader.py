@@ -113,17 +113,48 @@ async def test_a_connection_the_server_ended_is_replaced_without_the_engine(
     assert again is not None and again != killed
 
 
-async def test_with_every_connection_busy_a_read_waits_for_one(
+async def _one_slot(db: Database) -> None:
+    """pool_size=1, exactly: a read beside a short one waits for its connection, and one beside
+    a long one goes to the engine after ``WAIT`` (a slot lost or given twice shows here)."""
+    for holds, waits in ((0.01, True), (0.3, False)):
+        held, beside = await asyncio.gather(
+            db.read_direct(f"SELECT pg_sleep({holds}), pg_backend_pid()", ()),
+            db.read_direct(PID, ()),
+        )
+        assert held is not None
+        if waits:
+            assert beside is not None and beside[1][0][0] == held[1][0][1]
+        else:
+            assert beside is None
+
+
+async def test_with_every_connection_busy_a_read_waits_a_little_for_one(
     pg: Database, connects: list[object]
 ) -> None:
-    """pool_size=1: the second read waits for the first's connection, as one round trip
-    costs less than the engine's four."""
-    slow, quick = await asyncio.gather(
-        pg.read_direct("SELECT pg_sleep(0.2), pg_backend_pid()", ()),
-        pg.read_direct(PID, ()),
-    )
-    assert slow is not None and quick is not None
-    assert [r[1] for r in slow[1]] == [r[0] for r in quick[1]] and len(connects) == 1
+    await _one_slot(pg)
+    assert len(connects) == 1
+
+
+async def test_a_lock_on_every_connection_stalls_no_other_read(pg: Database) -> None:
+    """A migration's lock holds the reads of its table; the engine answers the others."""
+    async with pg.write() as conn:
+        await conn.execute(text("CREATE TABLE locked_for_test (id int)"))
+    try:
+        async with pg.write() as conn:
+            await conn.execute(text("LOCK TABLE locked_for_test IN ACCESS EXCLUSIVE MODE"))
+            blocked = asyncio.create_task(
+                pg.read_direct("SELECT count(*) FROM locked_for_test", ())
+            )
+            await asyncio.sleep(0.1)
+            with anyio.fail_after(2 * pg_reader.WAIT + 1):
+                assert await pg.read_direct("SELECT 1", ()) is None
+            assert not blocked.done()
+        found = await blocked
+        assert found is not None and [tuple(r) for r in found[1]] == [(0,)]
+    finally:
+        async with pg.write() as conn:
+            await conn.execute(text("DROP TABLE locked_for_test"))
+    await _one_slot(pg)
 
 
 async def test_a_statement_the_server_refuses_goes_to_the_engine_and_keeps_the_connection(
@@ -134,6 +165,7 @@ async def test_a_statement_the_server_refuses_goes_to_the_engine_and_keeps_the_c
     # A JSON text with a NUL in it, which PostgreSQL refuses at execution.
     assert await pg.read_direct("SELECT $1::text::jsonb", ('"a\\u0000b"',)) is None
     assert await _pid(pg) == before
+    await _one_slot(pg)
 
 
 async def test_a_cancelled_read_stops_on_the_server_too(pg: Database, pg_database_url: str) -> None:
@@ -148,6 +180,7 @@ async def test_a_cancelled_read_stops_on_the_server_too(pg: Database, pg_databas
     assert await _within(5, stopped)
     after = await _pid(pg)
     assert after is not None and after != before
+    await _one_slot(pg)
 
 
 async def test_no_new_connection_for_a_while_after_one_could_not_be_opened(
@@ -166,6 +199,7 @@ async def test_no_new_connection_for_a_while_after_one_could_not_be_opened(
     monkeypatch.setitem(options, "port", make_url(pg.url).port or 5432)
     await asyncio.sleep(0.35)
     assert await _pid(pg) is not None and len(connects) == 2
+    await _one_slot(pg)
 
 
 async def test_no_read_from_another_event_loop_nor_after_dispose(
@@ -203,6 +237,16 @@ async def test_a_read_running_at_dispose_finishes_and_its_connection_closes(
         return _activity(pg_database_url, "pid = %s", pid) == 0
 
     assert await _within(5, gone)
+
+
+async def test_a_pool_without_a_limit_reads_through_the_engine(
+    pg_database_url: str, connects: list[object]
+) -> None:
+    database = Database(pg_database_url, pool_size=0)  # SQLAlchemy's "no limit"
+    try:
+        assert await database.read_direct("SELECT 1", ()) is None and connects == []
+    finally:
+        await database.dispose()
 
 
 async def test_a_url_with_the_engines_own_options_reads_through_the_engine(
