@@ -116,16 +116,20 @@ async def test_a_connection_the_server_ended_is_replaced_without_the_engine(
 async def _one_slot(db: Database) -> None:
     """pool_size=1, exactly: a read beside a short one waits for its connection, and one beside
     a long one goes to the engine after ``WAIT`` (a slot lost or given twice shows here)."""
-    for holds, waits in ((0.01, True), (0.3, False)):
-        held, beside = await asyncio.gather(
-            db.read_direct(f"SELECT pg_sleep({holds}), pg_backend_pid()", ()),
-            db.read_direct(PID, ()),
-        )
-        assert held is not None
-        if waits:
-            assert beside is not None and beside[1][0][0] == held[1][0][1]
-        else:
-            assert beside is None
+    wait = pg_reader.WAIT
+    try:
+        for holds, pg_reader.WAIT, waits in ((0.01, 5.0, True), (0.5, 0.05, False)):
+            held, beside = await asyncio.gather(
+                db.read_direct(f"SELECT pg_sleep({holds}), pg_backend_pid()", ()),
+                db.read_direct(PID, ()),
+            )
+            assert held is not None
+            if waits:
+                assert beside is not None and beside[1][0][0] == held[1][0][1]
+            else:
+                assert beside is None
+    finally:
+        pg_reader.WAIT = wait
 
 
 async def test_with_every_connection_busy_a_read_waits_a_little_for_one(
@@ -135,7 +139,9 @@ async def test_with_every_connection_busy_a_read_waits_a_little_for_one(
     assert len(connects) == 1
 
 
-async def test_a_lock_on_every_connection_stalls_no_other_read(pg: Database) -> None:
+async def test_a_lock_on_every_connection_stalls_no_other_read(
+    pg: Database, pg_database_url: str
+) -> None:
     """A migration's lock holds the reads of its table; the engine answers the others."""
     async with pg.write() as conn:
         await conn.execute(text("CREATE TABLE locked_for_test (id int)"))
@@ -145,7 +151,16 @@ async def test_a_lock_on_every_connection_stalls_no_other_read(pg: Database) -> 
             blocked = asyncio.create_task(
                 pg.read_direct("SELECT count(*) FROM locked_for_test", ())
             )
-            await asyncio.sleep(0.1)
+
+            async def waiting() -> bool:
+                return (
+                    _activity(
+                        pg_database_url, "wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                    == 1
+                )
+
+            assert await _within(5, waiting)  # the read holds the only connection, in the lock
             with anyio.fail_after(2 * pg_reader.WAIT + 1):
                 assert await pg.read_direct("SELECT 1", ()) is None
             assert not blocked.done()
@@ -186,7 +201,7 @@ async def test_a_cancelled_read_stops_on_the_server_too(pg: Database, pg_databas
 async def test_no_new_connection_for_a_while_after_one_could_not_be_opened(
     pg: Database, connects: list[object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pg_reader, "CONNECT_RETRY", 0.3)
+    monkeypatch.setattr(pg_reader, "CONNECT_RETRY", 1.0)
     refusing = make_url(pg.url).set(port=1)  # nothing listens there
     assert pg._pg_reader is not None
     options = pg._pg_reader._options
@@ -197,7 +212,7 @@ async def test_no_new_connection_for_a_while_after_one_could_not_be_opened(
     assert len(connects) == 1 and isinstance(connects[0], OSError)
     assert await _engine_pid(pg) > 0  # the engine reads all the same
     monkeypatch.setitem(options, "port", make_url(pg.url).port or 5432)
-    await asyncio.sleep(0.35)
+    await asyncio.sleep(1.05)
     assert await _pid(pg) is not None and len(connects) == 2
     await _one_slot(pg)
 
