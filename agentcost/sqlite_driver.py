@@ -55,7 +55,7 @@ BUSY_TIMEOUT_MS = 10_000  # how long a statement in the thread waits for another
 # statement still running at the budget is stopped and run again in the thread.
 INLINE_BUDGET = 0.002
 # Seconds of the clock after which a read in the loop's thread is stopped even though its own
-# CPU time is within the budget (it waited for the GIL or the disk; see ``_stop_after``). The
+# CPU time is within the budget (it waited for the GIL or the disk; see ``_Hold``). The
 # interpreter hands the GIL over every 5 ms (``sys.getswitchinterval``).
 INLINE_HOLD_LIMIT = 0.008
 # SQLite virtual-machine instructions between two looks at the clock (some microseconds).
@@ -327,7 +327,8 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
             if (adapted.inline_writes or reading) and adapted.slow_statements.tries_inline(
                 operation
             ):
-                hold = _Hold(INLINE_BUDGET)
+                # A read is stopped at the budget (``_stop_after``); a write is timed instead.
+                hold = None if reading else _Hold(INLINE_BUDGET)
                 outcome, begin = await_(
                     _execute_inline(
                         self._connection,
@@ -338,7 +339,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                         INLINE_BUDGET if reading else None,
                     )
                 )
-                if reading:
+                if hold is None:
                     adapted.slow_statements.ran_inline(operation, outcome is not None)
                 elif outcome is not None:  # not a lock another process holds: that passes
                     # A write cannot be stopped (see ``SlowStatements``): one that held the loop
