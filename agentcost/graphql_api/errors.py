@@ -107,7 +107,12 @@ class ErrorPolicy(SchemaExtension):
         yield
         result = self.execution_context.result
         if result is not None and result.errors:
-            result.errors = [_reported(error) for error in result.errors]
+            result.errors = reported(result.errors)
+
+
+def reported(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """The errors as clients see them: expected ones with their ``code``, the rest masked."""
+    return [_reported(error) for error in errors]
 
 
 def _reported(error: GraphQLError) -> GraphQLError:

@@ -34,7 +34,7 @@ _RULES = (
 
 
 @lru_cache(maxsize=CACHE_SIZE)
-def _checked(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
+def checked_document(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
     """The parsed document and its validation errors. A syntax error (too many tokens
     included) raises, and is not cached, as with Strawberry's ``ParserCache``."""
     document = parse(query, max_tokens=MAX_TOKENS)
@@ -42,13 +42,13 @@ def _checked(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
 
 
 class CheckedDocuments(SchemaExtension):
-    """Parsing and validation from ``_checked``; the operation type is checked in between, by
-    Strawberry, as before."""
+    """Parsing and validation from ``checked_document``; the operation type is checked in
+    between, by Strawberry, as before."""
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
         assert context.query is not None  # Strawberry refuses a request without one before
-        context.graphql_document, self._errors = _checked(context.query)
+        context.graphql_document, self._errors = checked_document(context.query)
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -65,10 +65,14 @@ class AgentCostSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
+EXTENSIONS = (CheckedDocuments, ErrorPolicy)
+"""The router's direct path does these two extensions' work itself; a new one must be added
+there too (a test holds this list)."""
+
 schema = AgentCostSchema(
     query=Query,
     mutation=Mutation,
     types=[Trace, Call, Feedback],
-    extensions=[CheckedDocuments, ErrorPolicy],
+    extensions=list(EXTENSIONS),
     exception_handlers=EXCEPTION_HANDLERS,
 )

@@ -1,0 +1,245 @@
+"""The router's direct path for plain operations answers exactly as Strawberry's view does.
+
+Every request here is sent twice, once down each path, and both answers must match in status,
+content type and body. Which path ran is observed, not assumed: plain operations must take the
+direct one, everything else must be declined to Strawberry.
+"""
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from agentcost.db import Database
+from agentcost.graphql_api import errors
+from agentcost.graphql_api.router import AgentCostGraphQL
+from agentcost.graphql_api.schema import EXTENSIONS, CheckedDocuments, schema
+from agentcost.models import Scope
+from agentcost.services import auth, quality
+
+pytestmark = pytest.mark.anyio
+
+ORG = "default"  # the seeded data set's organisation, the one open access serves
+
+JSON = {"Content-Type": "application/json"}
+
+PAGE = """{ traces(first: 3, filter: {project: "alpha"}) {
+  edges { cursor node { traceId cost model calls { callId cost } feedback { score source tags }
+                        score { total positive score } } }
+  pageInfo { hasNextPage endCursor } } }"""
+
+TWO_OPERATIONS = """
+query Cheap { trace(traceId: "t2") { traceId cost } }
+query Score { traceScore(traceId: "t1") { total score } }
+"""
+
+PLAIN: dict[str, dict[str, Any]] = {
+    "small query": {"query": '{ trace(traceId: "t1") { traceId cost model } }'},
+    "nested page": {"query": PAGE},
+    "variables": {
+        "query": "query($id: String!) { trace(traceId: $id) { traceId callCount } }",
+        "variables": {"id": "t1"},
+    },
+    "chosen operation": {"query": TWO_OPERATIONS, "operationName": "Score"},
+    "resolver error": {"query": '{ traceScore(traceId: "nope") { total } }'},
+    "variable of the wrong type": {
+        "query": "query($id: String!) { trace(traceId: $id) { traceId } }",
+        "variables": {"id": 5},
+    },
+    "variable missing": {"query": "query($id: String!) { trace(traceId: $id) { traceId } }"},
+    "refused input": {
+        "query": 'mutation { submitFeedback(input: {traceId: "t2", score: 7}) { __typename '
+        "... on InvalidInputError { message errors { field reason } } } }"
+    },
+    "syntax error": {"query": "{ trace("},
+    "validation error": {"query": "{ noSuchField }"},
+    "subscription": {"query": "subscription { feedbackSummary { totalFeedback } }"},
+    "null variables and name": {
+        "query": '{ trace(traceId: "t3") { traceId } }',
+        "variables": None,
+        "operationName": None,
+    },
+}
+
+DECLINED: dict[str, tuple[bytes, dict[str, str]]] = {
+    "unknown operation name": (
+        json.dumps({"query": TWO_OPERATIONS, "operationName": "Nope"}).encode(),
+        JSON,
+    ),
+    "no operation name among two": (json.dumps({"query": TWO_OPERATIONS}).encode(), JSON),
+    "extensions": (b'{"query": "{ feedbackSummary { totalFeedback } }", "extensions": {}}', JSON),
+    "another charset": (
+        '{"query": "{ feedbackSummary { totalFeedback } }"}'.encode("utf-16"),
+        {"Content-Type": "application/json; charset=utf-16"},
+    ),
+    "batch": (b'[{"query": "{ feedbackSummary { totalFeedback } }"}]', JSON),
+    "null query": (b'{"query": null}', JSON),
+    "query not a string": (b'{"query": 5}', JSON),
+    "variables not an object": (b'{"query": "{ feedbackSummary { totalFeedback } }", '
+                                b'"variables": [1]}', JSON),
+    "operation name not a string": (b'{"query": "{ trace(traceId: \\"t1\\") { cost } }", '
+                                    b'"operationName": 1}', JSON),
+    "invalid JSON": (b'{"query": ', JSON),
+    "not UTF-8": (b'{"query": "\xff"}', JSON),
+    "form body": (b"query=%7B%20feedbackSummary%20%7B%20totalFeedback%20%7D%20%7D", {
+        "Content-Type": "application/x-www-form-urlencoded"
+    }),
+}  # fmt: skip
+
+
+@pytest.fixture
+def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bodies of the requests the direct path answered."""
+    runs: list[bytes] = []
+    original = AgentCostGraphQL._run_plain
+
+    async def counted(self: AgentCostGraphQL, request: Any, plain: Any) -> Any:
+        runs.append(await request.body())
+        return await original(self, request, plain)
+
+    monkeypatch.setattr(AgentCostGraphQL, "_run_plain", counted)
+    return runs
+
+
+async def decline(self: AgentCostGraphQL, request: Any) -> None:
+    """In place of ``_plain_operation``: every request goes through Strawberry's view."""
+    return None
+
+
+async def answer(client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> tuple:
+    r = await client.post("/graphql", content=body, headers=headers)
+    content_type = r.headers.get("content-type")
+    return r.status_code, content_type, r.json() if content_type == "application/json" else r.text
+
+
+async def both_paths(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str], monkeypatch: Any
+) -> tuple[tuple, tuple]:
+    direct = await answer(client, body, headers)
+    with monkeypatch.context() as patch:
+        patch.setattr(AgentCostGraphQL, "_plain_operation", decline)
+        via_strawberry = await answer(client, body, headers)
+    return direct, via_strawberry
+
+
+@pytest.mark.parametrize("case", PLAIN)
+async def test_plain_operations_run_directly_with_strawberrys_answer(
+    case: str,
+    client: httpx.AsyncClient,
+    seeded: Database,
+    direct_runs: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body = json.dumps(PLAIN[case]).encode()
+    direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
+    assert direct_runs == [body]
+    assert direct == via_strawberry
+    status, content_type, data = direct
+    assert (status, content_type) == (200, "application/json")
+    assert set(data) <= {"data", "errors"}
+
+
+async def test_plain_answers_hold_the_data(
+    client: httpx.AsyncClient, seeded: Database, direct_runs: list[bytes]
+) -> None:
+    """The twin comparison above would pass if both paths were wrong alike; these are the
+    values of the seeded data set."""
+    _, _, chosen = await answer(client, json.dumps(PLAIN["chosen operation"]).encode(), JSON)
+    assert chosen == {"data": {"traceScore": {"total": 3, "score": 0.333}}}
+    _, _, missing = await answer(client, json.dumps(PLAIN["resolver error"]).encode(), JSON)
+    [error] = missing["errors"]
+    assert error["extensions"] == {"code": "NOT_FOUND", "kind": "trace", "key": "nope"}
+    _, _, page = await answer(client, json.dumps(PLAIN["nested page"]).encode(), JSON)
+    nodes = [edge["node"] for edge in page["data"]["traces"]["edges"]]
+    assert sorted(node["traceId"] for node in nodes) == ["t1", "t2"]
+    assert {n["traceId"]: n["score"]["total"] for n in nodes} == {"t1": 3, "t2": 1}
+    assert len(direct_runs) == 3
+
+
+@pytest.mark.parametrize("case", DECLINED)
+async def test_other_requests_are_left_to_strawberry(
+    case: str,
+    client: httpx.AsyncClient,
+    seeded: Database,
+    direct_runs: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    body, headers = DECLINED[case]
+    direct, via_strawberry = await both_paths(client, body, headers, monkeypatch)
+    assert direct_runs == []
+    assert direct == via_strawberry
+
+
+async def test_a_mutation_runs_once_per_request_on_either_path(
+    client: httpx.AsyncClient, seeded: Database, direct_runs: list[bytes], monkeypatch: Any
+) -> None:
+    vote = (
+        'mutation { submitFeedback(input: {traceId: "t2", score: -1}) '
+        "{ __typename ... on SubmitFeedbackPayload { created feedback { traceId score } } } }"
+    )
+    body = json.dumps({"query": vote}).encode()
+    direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
+    assert direct == via_strawberry
+    assert direct[2]["data"]["submitFeedback"] == {
+        "__typename": "SubmitFeedbackPayload",
+        "created": True,
+        "feedback": {"traceId": "t2", "score": -1},
+    }
+    assert len(direct_runs) == 1
+    score = await quality.trace_score(seeded, org_id=ORG, trace_id="t2")
+    assert (score.total, score.negative) == (3, 2)
+
+
+async def test_unexpected_errors_are_masked_and_logged_once_on_either_path(
+    client: httpx.AsyncClient,
+    seeded: Database,
+    direct_runs: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("password=hunter2 in a stack trace")
+
+    monkeypatch.setattr(quality, "summary", broken)
+    body = b'{"query": "{ feedbackSummary { totalFeedback } }"}'
+    with caplog.at_level(logging.ERROR, logger="agentcost.graphql"):
+        direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
+    assert direct == via_strawberry
+    [error] = direct[2]["errors"]
+    assert (error["message"], error["extensions"]) == (errors.INTERNAL_ERROR, {"code": "INTERNAL"})
+    assert len(direct_runs) == 1
+    logged = [r for r in caplog.records if r.name == "agentcost.graphql"]
+    assert len(logged) == 2
+    assert all(r.exc_info and "hunter2" in str(r.exc_info[1]) for r in logged)
+
+
+async def test_both_paths_ask_for_credentials_alike(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await auth.create_key(db, org_id="acme", scope=Scope.READ)
+    body = b'{"query": "{ feedbackSummary { totalFeedback } }"}'
+    for headers in (JSON, {**JSON, "Authorization": "Bearer ack_0123456789abcdef_x"}):
+        direct, via_strawberry = await both_paths(client, body, headers, monkeypatch)
+        assert direct == via_strawberry
+        assert direct[0] == 401
+
+
+def test_the_direct_path_knows_every_schema_extension() -> None:
+    """The direct path does ``CheckedDocuments``' and ``ErrorPolicy``'s work itself and runs no
+    other extension: a new one in the schema must be taught to it (and added to EXTENSIONS)."""
+    assert tuple(schema.extensions) == EXTENSIONS
+    assert (CheckedDocuments, errors.ErrorPolicy) == EXTENSIONS
+
+
+@pytest.mark.parametrize("body", [b'{"query": ', b'{"query": "\xff"}', b"\xff\xfe{}"])
+async def test_a_body_that_is_not_json_in_utf8_is_refused_with_400(
+    body: bytes, client: httpx.AsyncClient, seeded: Database
+) -> None:
+    r = await client.post("/graphql", content=body, headers=JSON)
+    assert (r.status_code, r.text) == (400, "Unable to parse request body as JSON")
+    r = await client.get(
+        "/graphql", params={"query": "{ feedbackSummary { totalFeedback } }", "variables": "{"}
+    )
+    assert (r.status_code, r.text) == (400, "Unable to parse request body as JSON")
