@@ -8,12 +8,10 @@ logged with its traceback and the client only sees "internal error".
 """
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import SchemaExtension
 from strawberry.relay import GlobalIDValueError
 from strawberry.types.field import StrawberryField
 
@@ -96,22 +94,12 @@ def is_expected(exc: BaseException | None) -> bool:
     return exc is None or isinstance(exc, AgentCostError | GlobalIDValueError | GraphQLError)
 
 
-class ErrorPolicy(SchemaExtension):
-    """Adds ``code`` (and field/reason pairs) to expected errors raised by resolvers; masks every
-    other one. Errors of GraphQL's own (syntax, validation) pass as they are.
-
-    Strawberry's ``MaskErrors`` does the same rewrite, but checks every result, errors or not,
-    against a runtime protocol, a noticeable part of a small query's time."""
-
-    def on_operation(self) -> Iterator[None]:
-        yield
-        result = self.execution_context.result
-        if result is not None and result.errors:
-            result.errors = reported(result.errors)
-
-
 def reported(errors: list[GraphQLError]) -> list[GraphQLError]:
-    """The errors as clients see them: expected ones with their ``code``, the rest masked."""
+    """The errors as clients see them: expected ones raised by resolvers with their ``code``
+    (and field/reason pairs), every other exception masked; GraphQL's own errors (syntax,
+    validation) pass as they are. Strawberry's ``MaskErrors`` extension does the same rewrite,
+    but it checks every result against a runtime protocol, and misses errors that escape an
+    extension's hooks."""
     return [_reported(error) for error in errors]
 
 

@@ -52,11 +52,19 @@ class AgentCostGraphQL(GraphQL[Context, None]):
         context: Context | None = UNSET,
         root_value: None = UNSET,
     ) -> Any:
-        """A plain operation (below) runs directly; everything else through Strawberry's view."""
-        if isinstance(request, Request) and context is UNSET and root_value is UNSET:
+        """A plain operation (below) runs directly; everything else through Strawberry's view.
+        A POST is authenticated (and rate-limited) first, as the view does before it reads
+        the body, so no caller without credentials gets a document parsed or cached."""
+        if (
+            isinstance(request, Request)
+            and request.method == "POST"
+            and context is UNSET
+            and root_value is UNSET
+        ):
+            context = await self.get_context(request, response=None)
             plain = await self._plain_operation(request)
             if plain is not None:
-                return await self._run_plain(request, plain)
+                return await self._run_plain(request, context, plain)
         return await super().run(request, context, root_value)
 
     async def _plain_operation(self, request: Request) -> "_Plain | None":
@@ -65,8 +73,6 @@ class AgentCostGraphQL(GraphQL[Context, None]):
         query or mutation, or whose errors of syntax or validation Strawberry would answer
         with. Anything else is Strawberry's to answer, so every refusal keeps Strawberry's
         status and wording; the body stays cached on the request for it."""
-        if request.method != "POST":
-            return None
         if not _is_json(request.headers.get("content-type", "")) or (
             self._get_stream_transport_from_headers(request.headers)
         ):
@@ -80,16 +86,17 @@ class AgentCostGraphQL(GraphQL[Context, None]):
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
         if not (
             isinstance(query, str)
+            and query  # Strawberry's 400: no query
             and isinstance(variables, dict | None)
             and isinstance(name, str | None)
         ):
             return None
         try:
             document, errors = checked_document(query)
-        except GraphQLError as error:  # Strawberry answers a syntax error before any check
-            return _Plain(None, [error], variables, name)
+        except Exception as error:  # Strawberry answers any failure here
+            return _Plain(None, [_coerced(error)], variables, name)
         operation = get_operation_ast(document, name)
-        if operation is None:  # Strawberry's 400: no operation of that name, or no name of two
+        if operation is None:  # no operation of that name, or several and no name
             return None
         if errors:  # the type is checked before validation, but POST allows every type
             return _Plain(None, errors, variables, name)
@@ -97,41 +104,52 @@ class AgentCostGraphQL(GraphQL[Context, None]):
             return None
         return _Plain(document, [], variables, name)
 
-    async def _run_plain(self, request: Request, plain: "_Plain") -> Response:
+    async def _run_plain(self, request: Request, context: Context, plain: "_Plain") -> Response:
         """What Strawberry's view and ``Schema.execute`` do for a plain operation, without
         their per-request machinery (request adapters, an extension runner and its context
-        managers), about a third of a small query's time. The two schema extensions' work
-        is done here by the same functions: ``checked_document`` above, ``reported`` below."""
-        context = await self.get_context(request, response=None)
-        if plain.document is None:
-            data, errors = None, plain.errors
-        else:
-            result = await await_maybe(
-                execute(
-                    self.schema._schema,
-                    plain.document,
-                    context_value=context,
-                    variable_values=plain.variables,
-                    operation_name=plain.operation_name,
-                    is_awaitable=optimized_is_awaitable,
-                    executor_class=self.schema.execution_context_class,
-                    operation_extensions=None,
+        managers), about a third of a small query's time. The schema extension's work is
+        done above by the same function, ``checked_document``."""
+        data, errors = None, plain.errors
+        if plain.document is not None:
+            try:
+                result = await await_maybe(
+                    execute(
+                        self.schema._schema,
+                        plain.document,
+                        context_value=context,
+                        variable_values=plain.variables,
+                        operation_name=plain.operation_name,
+                        is_awaitable=optimized_is_awaitable,
+                        executor_class=self.schema.execution_context_class,
+                        operation_extensions=None,
+                    )
                 )
-            )
-            data, errors = result.data, result.errors
+                data, errors = result.data, result.errors
+            except Exception as error:  # as ``Schema.execute``: an error in the answer
+                errors = [_coerced(error)]
         if errors:
-            self.schema.process_errors(errors)
-            errors = reported(errors)
+            self.schema._process_errors(errors)
         answer = await self.process_result(request, ExecutionResult(data=data, errors=errors))
         return self.create_response(answer, await self.get_sub_response(request))
 
+    async def process_result(self, request: Request, result: ExecutionResult) -> Any:
+        """Every answer's errors as clients may see them (``reported``), on both paths, also
+        those of an exception that escaped Strawberry's extension hooks."""
+        if result.errors:
+            result.errors = reported(result.errors)
+        return await super().process_result(request, result)
+
     def decode_json(self, data: str | bytes) -> object:
-        """pydantic's parser, as the direct path's. Its errors become the ``JSONDecodeError``
-        Strawberry answers 400 for, also for a body that is not UTF-8: ``json.loads`` raised a
-        ``UnicodeDecodeError`` there, which Strawberry let through as a 500."""
+        """pydantic's parser, as the direct path's, then ``json.loads`` for what it refuses.
+        Every failure becomes the ``JSONDecodeError`` Strawberry answers 400 for: a body that
+        is not text raised a ``UnicodeDecodeError``, which Strawberry let through as a 500."""
         try:
             return from_json(data)
-        except ValueError as error:
+        except ValueError:
+            pass
+        try:  # other encodings (UTF-16, a byte-order mark), lone surrogates, deeper nesting
+            return json.loads(data)
+        except (ValueError, RecursionError) as error:
             raise json.JSONDecodeError(str(error), "", 0) from error
 
     def encode_json(self, data: object) -> bytes:
@@ -154,12 +172,19 @@ class _Plain:
 
 
 def _is_json(content_type: str) -> bool:
-    """JSON in UTF-8, which ``from_json`` reads; the bare type, what clients send, skips
-    ``email``'s slow header parser."""
-    if content_type == "application/json":
-        return True
-    mime_type, params = parse_content_type(content_type)
-    return mime_type == "application/json" and params.get("charset", "utf-8").lower() == "utf-8"
+    """The bare type, what clients send, skips ``email``'s slow header parser. A body in
+    another encoding fails ``from_json`` and goes to Strawberry."""
+    return (
+        content_type == "application/json"
+        or parse_content_type(content_type)[0] == "application/json"
+    )
+
+
+def _coerced(error: Exception) -> GraphQLError:
+    """An exception as ``Schema.execute`` answers it, an error of the result."""
+    return (
+        error if isinstance(error, GraphQLError) else GraphQLError(str(error), original_error=error)
+    )
 
 
 _PLAIN_KEYS = frozenset({"query", "variables", "operationName"})

@@ -1,5 +1,5 @@
 """The schema and its protection: depth, alias and token limits, one cache of checked
-documents, error policy.
+documents, the logging of unexpected errors (the router masks them).
 
 One extension parses and validates, both cached by the query's text, in place of four of
 Strawberry's (``AddValidationRules``, ``MaxTokensLimiter``, ``ParserCache``, ``ValidationCache``):
@@ -16,7 +16,7 @@ from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaEx
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
-from agentcost.graphql_api.errors import EXCEPTION_HANDLERS, ErrorPolicy, log_unexpected
+from agentcost.graphql_api.errors import EXCEPTION_HANDLERS, log_unexpected
 from agentcost.graphql_api.mutations import Mutation
 from agentcost.graphql_api.queries import Query
 from agentcost.graphql_api.types import Call, Feedback, Trace
@@ -25,6 +25,7 @@ MAX_DEPTH = 10
 MAX_ALIASES = 15
 MAX_TOKENS = 2000
 CACHE_SIZE = 256
+TOO_DEEP = "the document nests fragments too deeply to be checked"
 
 _RULES = (
     *specified_rules,
@@ -38,7 +39,10 @@ def checked_document(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
     """The parsed document and its validation errors. A syntax error (too many tokens
     included) raises, and is not cached, as with Strawberry's ``ParserCache``."""
     document = parse(query, max_tokens=MAX_TOKENS)
-    return document, validate_document(schema._schema, document, _RULES)
+    try:
+        return document, validate_document(schema._schema, document, _RULES)
+    except RecursionError:  # the depth rule follows a chain of a few hundred fragments
+        return document, [GraphQLError(TOO_DEEP)]
 
 
 class CheckedDocuments(SchemaExtension):
@@ -65,9 +69,9 @@ class AgentCostSchema(strawberry.Schema):
         log_unexpected(errors)
 
 
-EXTENSIONS = (CheckedDocuments, ErrorPolicy)
-"""The router's direct path does these two extensions' work itself; a new one must be added
-there too (a test holds this list)."""
+EXTENSIONS = (CheckedDocuments,)
+"""The router's direct path does this extension's work itself; a new one must be added there
+too (a test holds this list)."""
 
 schema = AgentCostSchema(
     query=Query,

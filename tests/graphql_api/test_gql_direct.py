@@ -1,21 +1,23 @@
 """The router's direct path for plain operations answers exactly as Strawberry's view does.
 
-Every request here is sent twice, once down each path, and both answers must match in status,
-content type and body. Which path ran is observed, not assumed: plain operations must take the
-direct one, everything else must be declined to Strawberry.
+Plain requests are sent twice, once down each path, and both answers must match in status,
+headers and body. Which path ran is observed, not assumed: plain operations must take the
+direct one; everything else must be declined to Strawberry and get Strawberry's status.
 """
 
 import json
 import logging
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from agentcost.db import Database
-from agentcost.graphql_api import errors
+from agentcost.graphql_api import errors, router
 from agentcost.graphql_api.router import AgentCostGraphQL
-from agentcost.graphql_api.schema import EXTENSIONS, CheckedDocuments, schema
+from agentcost.graphql_api.schema import EXTENSIONS, TOO_DEEP, CheckedDocuments, schema
 from agentcost.models import Scope
 from agentcost.services import auth, quality
 
@@ -63,29 +65,37 @@ PLAIN: dict[str, dict[str, Any]] = {
     },
 }
 
-DECLINED: dict[str, tuple[bytes, dict[str, str]]] = {
+SUMMARY = b'"query": "{ feedbackSummary { totalFeedback } }"'
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+# Requests the direct path leaves to Strawberry, with the status Strawberry answers them with
+# (None: several operations and no name, where Strawberry runs the first, leaving the spec's
+# error, as it did before the direct path).
+DECLINED: dict[str, tuple[bytes, dict[str, str], int | None]] = {
     "unknown operation name": (
-        json.dumps({"query": TWO_OPERATIONS, "operationName": "Nope"}).encode(),
-        JSON,
+        json.dumps({"query": TWO_OPERATIONS, "operationName": "Nope"}).encode(), JSON, 400
     ),
-    "no operation name among two": (json.dumps({"query": TWO_OPERATIONS}).encode(), JSON),
-    "extensions": (b'{"query": "{ feedbackSummary { totalFeedback } }", "extensions": {}}', JSON),
-    "another charset": (
-        '{"query": "{ feedbackSummary { totalFeedback } }"}'.encode("utf-16"),
+    "no operation name among two": (json.dumps({"query": TWO_OPERATIONS}).encode(), JSON, None),
+    "extensions": (b"{" + SUMMARY + b', "extensions": {}}', JSON, 200),
+    "UTF-16": (
+        ("{" + SUMMARY.decode() + "}").encode("utf-16"),
         {"Content-Type": "application/json; charset=utf-16"},
+        200,
     ),
-    "batch": (b'[{"query": "{ feedbackSummary { totalFeedback } }"}]', JSON),
-    "null query": (b'{"query": null}', JSON),
-    "query not a string": (b'{"query": 5}', JSON),
-    "variables not an object": (b'{"query": "{ feedbackSummary { totalFeedback } }", '
-                                b'"variables": [1]}', JSON),
-    "operation name not a string": (b'{"query": "{ trace(traceId: \\"t1\\") { cost } }", '
-                                    b'"operationName": 1}', JSON),
-    "invalid JSON": (b'{"query": ', JSON),
-    "not UTF-8": (b'{"query": "\xff"}', JSON),
-    "form body": (b"query=%7B%20feedbackSummary%20%7B%20totalFeedback%20%7D%20%7D", {
-        "Content-Type": "application/x-www-form-urlencoded"
-    }),
+    "UTF-8 with a byte-order mark": (b"\xef\xbb\xbf{" + SUMMARY + b"}", JSON, 200),
+    "a lone surrogate": (b"{" + SUMMARY + b', "variables": {"x": "\\ud800"}}', JSON, 200),
+    "variables nested 250 deep": (
+        b"{" + SUMMARY + b', "variables": {"x": ' + b"[" * 250 + b"]" * 250 + b"}}", JSON, 200
+    ),
+    "batch": (b"[{" + SUMMARY + b"}]", JSON, 400),
+    "empty query": (b'{"query": ""}', JSON, 400),
+    "null query": (b'{"query": null}', JSON, 400),
+    "query not a string": (b'{"query": 5}', JSON, 400),
+    "variables not an object": (b"{" + SUMMARY + b', "variables": [1]}', JSON, 400),
+    "operation name not a string": (b"{" + SUMMARY + b', "operationName": 1}', JSON, 400),
+    "invalid JSON": (b'{"query": ', JSON, 400),
+    "not text": (b'{"query": "\xff"}', JSON, 400),
+    "form body": (b"query=%7B%20feedbackSummary%20%7B%20totalFeedback%20%7D%20%7D", FORM, 400),
 }  # fmt: skip
 
 
@@ -95,9 +105,9 @@ def direct_runs(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     runs: list[bytes] = []
     original = AgentCostGraphQL._run_plain
 
-    async def counted(self: AgentCostGraphQL, request: Any, plain: Any) -> Any:
+    async def counted(self: AgentCostGraphQL, request: Any, context: Any, plain: Any) -> Any:
         runs.append(await request.body())
-        return await original(self, request, plain)
+        return await original(self, request, context, plain)
 
     monkeypatch.setattr(AgentCostGraphQL, "_run_plain", counted)
     return runs
@@ -109,9 +119,10 @@ async def decline(self: AgentCostGraphQL, request: Any) -> None:
 
 
 async def answer(client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> tuple:
+    """Status, every header, and the body (parsed when JSON)."""
     r = await client.post("/graphql", content=body, headers=headers)
-    content_type = r.headers.get("content-type")
-    return r.status_code, content_type, r.json() if content_type == "application/json" else r.text
+    json_body = r.headers.get("content-type") == "application/json"
+    return r.status_code, dict(r.headers), r.json() if json_body else r.text
 
 
 async def both_paths(
@@ -136,8 +147,8 @@ async def test_plain_operations_run_directly_with_strawberrys_answer(
     direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
     assert direct_runs == [body]
     assert direct == via_strawberry
-    status, content_type, data = direct
-    assert (status, content_type) == (200, "application/json")
+    status, headers, data = direct
+    assert (status, headers["content-type"]) == (200, "application/json")
     assert set(data) <= {"data", "errors"}
 
 
@@ -166,10 +177,11 @@ async def test_other_requests_are_left_to_strawberry(
     direct_runs: list[bytes],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    body, headers = DECLINED[case]
-    direct, via_strawberry = await both_paths(client, body, headers, monkeypatch)
+    body, headers, status = DECLINED[case]
+    r = await client.post("/graphql", content=body, headers=headers)
     assert direct_runs == []
-    assert direct == via_strawberry
+    if status is not None:
+        assert r.status_code == status, r.text
 
 
 async def test_a_mutation_runs_once_per_request_on_either_path(
@@ -227,10 +239,10 @@ async def test_both_paths_ask_for_credentials_alike(
 
 
 def test_the_direct_path_knows_every_schema_extension() -> None:
-    """The direct path does ``CheckedDocuments``' and ``ErrorPolicy``'s work itself and runs no
-    other extension: a new one in the schema must be taught to it (and added to EXTENSIONS)."""
+    """The direct path does ``CheckedDocuments``' work itself and runs no other extension: a
+    new one in the schema must be taught to it (and added to EXTENSIONS)."""
     assert tuple(schema.extensions) == EXTENSIONS
-    assert (CheckedDocuments, errors.ErrorPolicy) == EXTENSIONS
+    assert (CheckedDocuments,) == EXTENSIONS
 
 
 @pytest.mark.parametrize("body", [b'{"query": ', b'{"query": "\xff"}', b"\xff\xfe{}"])
@@ -243,3 +255,64 @@ async def test_a_body_that_is_not_json_in_utf8_is_refused_with_400(
         "/graphql", params={"query": "{ feedbackSummary { totalFeedback } }", "variables": "{"}
     )
     assert (r.status_code, r.text) == (400, "Unable to parse request body as JSON")
+
+
+async def test_callers_without_credentials_get_no_document_checked(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Authentication comes before the body is read, as in Strawberry's view: a caller without
+    a key can neither spend parsing nor fill the cache that callers with keys share."""
+    checked: list[str] = []
+    original = router.checked_document
+
+    def spy(query: str) -> Any:
+        checked.append(query)
+        return original(query)
+
+    monkeypatch.setattr(router, "checked_document", spy)
+    await auth.create_key(db, org_id="acme", scope=Scope.READ)
+    query = f'{{ feedbackSummary(project: "{uuid.uuid4()}") {{ totalFeedback }} }}'
+    r = await client.post("/graphql", json={"query": query})
+    assert r.status_code == 401
+    assert checked == []
+
+
+async def test_a_fragment_chain_too_deep_to_check_is_refused_alike(
+    client: httpx.AsyncClient, seeded: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The depth rule recurses along fragments; a long chain ran out of stack (a 500 here, or
+    the interpreter's message in the answer) before it was a validation error."""
+    chain = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} }}" for i in range(245))
+    query = f"{{ ...F0 }} {chain} fragment F245 on Query {{ __typename }}"
+    direct, via_strawberry = await both_paths(
+        client, json.dumps({"query": query}).encode(), JSON, monkeypatch
+    )
+    assert direct == via_strawberry
+    assert direct[0] == 200
+    assert [error["message"] for error in direct[2]["errors"]] == [TOO_DEEP]
+
+
+async def test_an_exception_out_of_the_executor_is_masked_on_either_path(
+    client: httpx.AsyncClient,
+    seeded: Database,
+    direct_runs: list[bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("password=hunter2 in the executor")
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", broken)
+    body = b'{"query": "{ feedbackSummary { totalFeedback } }"}'
+    with caplog.at_level(logging.ERROR, logger="agentcost.graphql"):
+        direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
+    assert direct == via_strawberry
+    assert direct[0] == 200
+    assert direct[2] == {
+        "data": None,
+        "errors": [{"message": errors.INTERNAL_ERROR, "extensions": {"code": "INTERNAL"}}],
+    }
+    assert len(direct_runs) == 1
+    logged = [r for r in caplog.records if r.name == "agentcost.graphql"]
+    assert len(logged) == 2
+    assert all(r.exc_info and "hunter2" in str(r.exc_info[1]) for r in logged)
