@@ -147,10 +147,13 @@ class AgentCostGraphQL(GraphQL[Context, None]):
             return from_json(data)
         except ValueError:
             pass
-        try:  # other encodings (UTF-16, a byte-order mark), lone surrogates, deeper nesting
-            return json.loads(data)
+        try:  # other encodings (UTF-16, a byte-order mark), deeper nesting
+            value = json.loads(data)
+            # A lone surrogate (an escape JSON allows) cannot be stored or answered in UTF-8.
+            json.dumps(value, ensure_ascii=False).encode()
         except (ValueError, RecursionError) as error:
             raise json.JSONDecodeError(str(error), "", 0) from error
+        return value
 
     def encode_json(self, data: object) -> bytes:
         """pydantic's encoder (Rust) instead of ``json.dumps``, the same JSON: a 50-trace page

@@ -17,6 +17,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from agentcost.graphql_api.errors import EXCEPTION_HANDLERS, log_unexpected
+from agentcost.graphql_api.fragment_limits import fragment_errors
 from agentcost.graphql_api.mutations import Mutation
 from agentcost.graphql_api.queries import Query
 from agentcost.graphql_api.types import Call, Feedback, Trace
@@ -25,7 +26,7 @@ MAX_DEPTH = 10
 MAX_ALIASES = 15
 MAX_TOKENS = 2000
 CACHE_SIZE = 256
-TOO_DEEP = "the document nests fragments too deeply to be checked"
+TOO_NESTED = "the document nests too deeply to be checked"
 
 _RULES = (
     *specified_rules,
@@ -36,13 +37,16 @@ _RULES = (
 
 @lru_cache(maxsize=CACHE_SIZE)
 def checked_document(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
-    """The parsed document and its validation errors. A syntax error (too many tokens
-    included) raises, and is not cached, as with Strawberry's ``ParserCache``."""
+    """The parsed document and its validation errors, or the one error of spreads that reach
+    too far (``fragment_limits``), checked first. A syntax error (too many tokens included)
+    raises, and is not cached, as with Strawberry's ``ParserCache``."""
     document = parse(query, max_tokens=MAX_TOKENS)
+    if errors := fragment_errors(document):
+        return document, errors
     try:
         return document, validate_document(schema._schema, document, _RULES)
-    except RecursionError:  # the depth rule follows a chain of a few hundred fragments
-        return document, [GraphQLError(TOO_DEEP)]
+    except RecursionError:  # the rules recurse along the document; a backstop
+        return document, [GraphQLError(TOO_NESTED)]
 
 
 class CheckedDocuments(SchemaExtension):

@@ -15,9 +15,9 @@ import pytest
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from agentcost.db import Database
-from agentcost.graphql_api import errors, router
+from agentcost.graphql_api import errors, fragment_limits, router
 from agentcost.graphql_api.router import AgentCostGraphQL
-from agentcost.graphql_api.schema import EXTENSIONS, TOO_DEEP, CheckedDocuments, schema
+from agentcost.graphql_api.schema import EXTENSIONS, CheckedDocuments, checked_document, schema
 from agentcost.models import Scope
 from agentcost.services import auth, quality
 
@@ -83,7 +83,8 @@ DECLINED: dict[str, tuple[bytes, dict[str, str], int | None]] = {
         200,
     ),
     "UTF-8 with a byte-order mark": (b"\xef\xbb\xbf{" + SUMMARY + b"}", JSON, 200),
-    "a lone surrogate": (b"{" + SUMMARY + b', "variables": {"x": "\\ud800"}}', JSON, 200),
+    "a lone surrogate": (b"{" + SUMMARY + b', "variables": {"x": "\\ud800"}}', JSON, 400),
+    "a lone surrogate in the name": (b"{" + SUMMARY + b', "operationName": "\\ud800"}', JSON, 400),
     "variables nested 250 deep": (
         b"{" + SUMMARY + b', "variables": {"x": ' + b"[" * 250 + b"]" * 250 + b"}}", JSON, 200
     ),
@@ -280,16 +281,20 @@ async def test_callers_without_credentials_get_no_document_checked(
 async def test_a_fragment_chain_too_deep_to_check_is_refused_alike(
     client: httpx.AsyncClient, seeded: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The depth rule recurses along fragments; a long chain ran out of stack (a 500 here, or
-    the interpreter's message in the answer) before it was a validation error."""
+    """The depth rule recursed along fragments; a long chain ran out of stack (a 500 here, or
+    the interpreter's message in the answer). The cache is emptied between the two paths, so
+    each checks the document itself."""
     chain = " ".join(f"fragment F{i} on Query {{ ...F{i + 1} }}" for i in range(245))
-    query = f"{{ ...F0 }} {chain} fragment F245 on Query {{ __typename }}"
-    direct, via_strawberry = await both_paths(
-        client, json.dumps({"query": query}).encode(), JSON, monkeypatch
-    )
+    body = json.dumps({"query": f"{{ ...F0 }} {chain} fragment F245 on Query {{ __typename }}"})
+    checked_document.cache_clear()
+    direct = await answer(client, body.encode(), JSON)
+    checked_document.cache_clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(AgentCostGraphQL, "_plain_operation", decline)
+        via_strawberry = await answer(client, body.encode(), JSON)
     assert direct == via_strawberry
     assert direct[0] == 200
-    assert [error["message"] for error in direct[2]["errors"]] == [TOO_DEEP]
+    assert [error["message"] for error in direct[2]["errors"]] == [fragment_limits.TOO_DEEP]
 
 
 async def test_an_exception_out_of_the_executor_is_masked_on_either_path(

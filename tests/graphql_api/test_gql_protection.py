@@ -1,5 +1,6 @@
 """Limits on what one request may ask for, the parser/validation caches, and error masking."""
 
+import importlib
 import logging
 import uuid
 from typing import Any
@@ -8,10 +9,14 @@ import pytest
 import strawberry.schema.schema as strawberry_schema
 from graphql.language.parser import Parser
 
+from agentcost.graphql_api import fragment_limits
 from agentcost.graphql_api.schema import MAX_ALIASES, MAX_DEPTH, MAX_TOKENS
 from agentcost.services import feedback, quality
 
 pytestmark = pytest.mark.anyio
+
+# The module itself: the package's ``schema`` attribute is the schema object.
+schema_module = importlib.import_module("agentcost.graphql_api.schema")
 
 
 def nested(depth: int) -> str:
@@ -148,3 +153,58 @@ async def test_client_mistakes_are_not_logged_as_errors(
         await gql('{ traceScore(traceId: "nope") { total } }')
         await gql("{ noSuchField }")
     assert [r for r in caplog.records if r.name == "agentcost.graphql"] == []
+
+
+def chain(levels: int, spreads_per_level: int = 1) -> str:
+    """Fragments F0..F{levels}: each spreads the next ``spreads_per_level`` times."""
+    unique = uuid.uuid4()  # a text never sent before: the cache is per text
+    spreads = " ".join(["...F{next}"] * spreads_per_level)
+    body = " ".join(
+        f"fragment F{i} on Query {{ {spreads.format(next=i + 1)} }}" for i in range(levels)
+    )
+    return f"{{ ...F0 }} {body} fragment F{levels} on Query {{ __typename }} # {unique}"
+
+
+@pytest.mark.parametrize(
+    ("levels", "spreads_per_level", "message"),
+    [
+        (fragment_limits.MAX_NESTING, 1, fragment_limits.TOO_DEEP),
+        (245, 1, fragment_limits.TOO_DEEP),  # ran the depth rule out of stack
+        (9, 2, fragment_limits.TOO_MANY),  # 2 + 4 + ... + 512 spreads: the rule walks each path
+        (20, 2, fragment_limits.TOO_MANY),  # 2²⁰ paths: the rule ran for hours
+    ],
+)
+async def test_fragments_that_reach_too_far_are_refused_before_validation(
+    gql: Any, levels: int, spreads_per_level: int, message: str
+) -> None:
+    body = await gql(chain(levels, spreads_per_level))
+    assert body["data"] is None
+    assert [error["message"] for error in body["errors"]] == [message]
+
+
+@pytest.mark.parametrize(("levels", "spreads_per_level"), [(fragment_limits.MAX_NESTING - 1, 1),
+                                                          (7, 2)])  # fmt: skip
+async def test_fragments_within_the_limits_run(
+    gql_data: Any, levels: int, spreads_per_level: int
+) -> None:
+    data = await gql_data(chain(levels, spreads_per_level))
+    assert data == {"__typename": "Query"}
+
+
+async def test_a_fragment_cycle_is_validations_to_report(gql: Any) -> None:
+    cycle = "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A __typename }"
+    [error] = (await gql(cycle))["errors"]
+    assert error["message"] == "Cannot spread fragment 'A' within itself via 'B'."
+
+
+async def test_a_document_too_nested_for_the_rules_is_an_error_not_a_crash(
+    gql: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stack's own limit stays a backstop behind the fragment limits."""
+
+    def overflow(*_: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(schema_module, "validate_document", overflow)
+    body = await gql(f'{{ trace(traceId: "{uuid.uuid4()}") {{ traceId }} }}')
+    assert body == {"data": None, "errors": [{"message": schema_module.TOO_NESTED}]}
