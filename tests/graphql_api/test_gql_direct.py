@@ -172,11 +172,7 @@ async def test_plain_answers_hold_the_data(
 
 @pytest.mark.parametrize("case", DECLINED)
 async def test_other_requests_are_left_to_strawberry(
-    case: str,
-    client: httpx.AsyncClient,
-    seeded: Database,
-    direct_runs: list[bytes],
-    monkeypatch: pytest.MonkeyPatch,
+    case: str, client: httpx.AsyncClient, seeded: Database, direct_runs: list[bytes]
 ) -> None:
     body, headers, status = DECLINED[case]
     r = await client.post("/graphql", content=body, headers=headers)
@@ -205,23 +201,34 @@ async def test_a_mutation_runs_once_per_request_on_either_path(
     assert (score.total, score.negative) == (3, 2)
 
 
+BROKEN: dict[str, tuple[object, str]] = {
+    "in a resolver": (quality, "summary"),
+    "out of the executor": (StrawberryGraphQLCoreExecutionContext, "execute_operation"),
+}
+
+
+@pytest.mark.parametrize("where", BROKEN)
 async def test_unexpected_errors_are_masked_and_logged_once_on_either_path(
+    where: str,
     client: httpx.AsyncClient,
     seeded: Database,
     direct_runs: list[bytes],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def broken(*_: Any, **__: Any) -> Any:
+    def broken(*_: Any, **__: Any) -> Any:
         raise RuntimeError("password=hunter2 in a stack trace")
 
-    monkeypatch.setattr(quality, "summary", broken)
+    monkeypatch.setattr(*BROKEN[where], broken)
     body = b'{"query": "{ feedbackSummary { totalFeedback } }"}'
     with caplog.at_level(logging.ERROR, logger="agentcost.graphql"):
         direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
     assert direct == via_strawberry
-    [error] = direct[2]["errors"]
-    assert (error["message"], error["extensions"]) == (errors.INTERNAL_ERROR, {"code": "INTERNAL"})
+    status, _, answer_body = direct
+    assert (status, answer_body["data"]) == (200, None)
+    assert [(e["message"], e["extensions"]) for e in answer_body["errors"]] == [
+        (errors.INTERNAL_ERROR, {"code": "INTERNAL"})
+    ]
     assert len(direct_runs) == 1
     logged = [r for r in caplog.records if r.name == "agentcost.graphql"]
     assert len(logged) == 2
@@ -295,29 +302,3 @@ async def test_a_fragment_chain_too_deep_to_check_is_refused_alike(
     assert direct == via_strawberry
     assert direct[0] == 200
     assert [error["message"] for error in direct[2]["errors"]] == [fragment_limits.TOO_DEEP]
-
-
-async def test_an_exception_out_of_the_executor_is_masked_on_either_path(
-    client: httpx.AsyncClient,
-    seeded: Database,
-    direct_runs: list[bytes],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def broken(*_: Any, **__: Any) -> Any:
-        raise RuntimeError("password=hunter2 in the executor")
-
-    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_operation", broken)
-    body = b'{"query": "{ feedbackSummary { totalFeedback } }"}'
-    with caplog.at_level(logging.ERROR, logger="agentcost.graphql"):
-        direct, via_strawberry = await both_paths(client, body, JSON, monkeypatch)
-    assert direct == via_strawberry
-    assert direct[0] == 200
-    assert direct[2] == {
-        "data": None,
-        "errors": [{"message": errors.INTERNAL_ERROR, "extensions": {"code": "INTERNAL"}}],
-    }
-    assert len(direct_runs) == 1
-    logged = [r for r in caplog.records if r.name == "agentcost.graphql"]
-    assert len(logged) == 2
-    assert all(r.exc_info and "hunter2" in str(r.exc_info[1]) for r in logged)
