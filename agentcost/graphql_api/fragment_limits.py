@@ -1,13 +1,16 @@
-"""How far a document's fragment spreads reach, measured before any rule follows them.
+"""How far a document reaches once its fragments are expanded, measured before any rule
+follows them.
 
-Strawberry's depth rule follows every spread recursively and remembers visited fragments per
-path only: fragments that each spread the next one twice make it walk 2ⁿ paths (a couple of
-hundred tokens held the event loop for minutes), and a chain of a few hundred fragments runs
-out of stack. Here each fragment is measured once, without recursion, and a document that
-reaches too far is refused before validation.
+Strawberry's depth and alias rules expand fragments by recursion and remember visited
+fragments per path only: fragments that each spread the next one twice make them walk 2ⁿ paths,
+fragments that spread each other walk every path through the cycle (ten of them, 250 tokens,
+took 14 s), a spread of a fragment the document does not define raises ``KeyError``, and a
+chain of a few hundred levels runs out of stack. Here each fragment is measured once, with an
+explicit stack, so ``schema.checked_document`` can refuse what reaches too far, and keep
+documents with cycles or unknown fragments from those two rules.
 """
 
-from collections.abc import Iterable
+from dataclasses import dataclass
 
 from graphql import (
     DocumentNode,
@@ -20,71 +23,114 @@ from graphql import (
     SelectionSetNode,
 )
 
-MAX_NESTING = 32
-"""Fragments within fragments; real queries nest a handful."""
-MAX_SPREADS = 500
-"""Spreads once every fragment is expanded, far more than real queries use; the depth rule's
-walk over as many paths takes a few milliseconds."""
+MAX_NESTING = 64
+"""Levels of fields, inline fragments and spreads from an operation down to its deepest
+selection, fragments expanded; real queries use a dozen or two (GraphiQL's introspection
+query about 20), and the rules' recursion stays far from the stack's limit."""
+MAX_SELECTIONS = 5000
+"""Selections once every fragment is expanded, each walked by the rules; GraphiQL's
+introspection query expands to a few hundred."""
 
-TOO_DEEP = f"the document nests fragments more than {MAX_NESTING} deep"
-TOO_MANY = f"the document expands to more than {MAX_SPREADS} fragment spreads"
+TOO_DEEP = f"the document nests more than {MAX_NESTING} levels deep, fragments expanded"
+TOO_MANY = f"the document expands to more than {MAX_SELECTIONS} selections"
 
 
-def fragment_errors(document: DocumentNode) -> list[GraphQLError]:
-    """One error when the spreads reach too far; none otherwise, also for a cycle or an
-    unknown fragment, which validation reports in its own words."""
+@dataclass(frozen=True, slots=True)
+class Reach:
+    nesting: int
+    selections: int
+    closed: bool
+    """Every spread names a fragment the document defines, and no fragment spreads itself,
+    directly or not; only then may Strawberry's rules see the document."""
+
+    @property
+    def errors(self) -> list[GraphQLError]:
+        if self.nesting > MAX_NESTING:
+            return [GraphQLError(TOO_DEEP)]
+        if self.selections > MAX_SELECTIONS:
+            return [GraphQLError(TOO_MANY)]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """One selection set's own deepest level and selection count, and its spreads, each with
+    the level it stands at."""
+
+    nesting: int
+    selections: int
+    spreads: list[tuple[str, int]]
+
+
+def fragment_reach(document: DocumentNode) -> Reach:
     fragments = {
-        node.name.value: _spreads(node.selection_set)
+        node.name.value: _shape(node.selection_set)
         for node in document.definitions
         if isinstance(node, FragmentDefinitionNode)
     }
-    reach = _reach(fragments)
-    nesting, spreads = 0, 0
+    measured, closed = _measure(fragments)
+    nesting, selections = 0, 0
     for node in document.definitions:
         if isinstance(node, OperationDefinitionNode):
-            for name in _spreads(node.selection_set):
-                depth, count = reach.get(name, (1, 0))
-                nesting, spreads = max(nesting, depth), spreads + count + 1
-    if nesting > MAX_NESTING:
-        return [GraphQLError(TOO_DEEP)]
-    if spreads > MAX_SPREADS:
-        return [GraphQLError(TOO_MANY)]
-    return []
+            depth, count = _expanded(_shape(node.selection_set), measured)
+            nesting, selections = max(nesting, depth), selections + count
+    closed = closed and all(
+        name in fragments
+        for node in document.definitions
+        if isinstance(node, OperationDefinitionNode)
+        for name, _ in _shape(node.selection_set).spreads
+    )
+    return Reach(nesting, selections, closed)
 
 
-def _reach(fragments: dict[str, list[str]]) -> dict[str, tuple[int, int]]:
-    """Each fragment's nesting depth and expanded spread count, children first (an explicit
-    stack instead of recursion). Counts stop growing past the limits, so they stay small; a
-    spread back into the fragments being measured (a cycle) is not followed."""
-    reach: dict[str, tuple[int, int]] = {}
+def _measure(fragments: dict[str, _Shape]) -> tuple[dict[str, tuple[int, int]], bool]:
+    """Each fragment's nesting and selection count, fragments expanded, children first; and
+    whether every spread found its fragment without coming back to one being measured."""
+    measured: dict[str, tuple[int, int]] = {}
     on_path: set[str] = set()
+    closed = True
     for root in fragments:
         stack = [(root, False)]
         while stack:
             name, children_done = stack.pop()
-            if name in reach or name not in fragments:
+            if name in measured:
                 continue
-            if children_done:
+            if name not in fragments:
+                closed = False
+            elif children_done:
                 on_path.discard(name)
-                known = [reach[child] for child in fragments[name] if child in reach]
-                depth = 1 + max((d for d, _ in known), default=0)
-                count = sum(c + 1 for _, c in known)
-                reach[name] = (min(depth, MAX_NESTING + 1), min(count, MAX_SPREADS + 1))
-            elif name not in on_path:
+                measured[name] = _expanded(fragments[name], measured)
+            elif name in on_path:
+                closed = False
+            else:
                 on_path.add(name)
                 stack.append((name, True))
-                stack.extend((child, False) for child in fragments[name] if child not in on_path)
-    return reach
+                stack.extend((child, False) for child, _ in fragments[name].spreads)
+    return measured, closed
 
 
-def _spreads(selection_set: SelectionSetNode | None) -> list[str]:
-    """Names of the fragments spread anywhere in ``selection_set`` (a name once per spread)."""
-    names: list[str] = []
-    pending: list[Iterable[object]] = [selection_set.selections if selection_set else ()]
+def _expanded(shape: _Shape, measured: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """The shape's nesting and selection count with its measured spreads expanded (a spread
+    not measured counts as one selection; the document is not closed then). Both stop
+    growing past the limits, so they stay small."""
+    nesting, selections = shape.nesting, shape.selections
+    for name, level in shape.spreads:
+        depth, count = measured.get(name, (0, 0))
+        nesting, selections = max(nesting, level + depth), selections + count
+    return min(nesting, MAX_NESTING + 1), min(selections, MAX_SELECTIONS + 1)
+
+
+def _shape(selection_set: SelectionSetNode | None) -> _Shape:
+    nesting, selections = 0, 0
+    spreads: list[tuple[str, int]] = []
+    pending = [(selection_set, 1)] if selection_set else []
     while pending:
-        for node in pending.pop():
+        current, level = pending.pop()
+        for node in current.selections:
+            selections += 1
+            nesting = max(nesting, level)
             if isinstance(node, FragmentSpreadNode):
-                names.append(node.name.value)
+                spreads.append((node.name.value, level))
             elif isinstance(node, FieldNode | InlineFragmentNode) and node.selection_set:
-                pending.append(node.selection_set.selections)
-    return names
+                pending.append((node.selection_set, level + 1))
+    return _Shape(nesting, selections, spreads)

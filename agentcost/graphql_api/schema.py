@@ -17,7 +17,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from agentcost.graphql_api.errors import EXCEPTION_HANDLERS, log_unexpected
-from agentcost.graphql_api.fragment_limits import fragment_errors
+from agentcost.graphql_api.fragment_limits import fragment_reach
 from agentcost.graphql_api.mutations import Mutation
 from agentcost.graphql_api.queries import Query
 from agentcost.graphql_api.types import Call, Feedback, Trace
@@ -37,14 +37,17 @@ _RULES = (
 
 @lru_cache(maxsize=CACHE_SIZE)
 def checked_document(query: str) -> tuple[DocumentNode, list[GraphQLError]]:
-    """The parsed document and its validation errors, or the one error of spreads that reach
-    too far (``fragment_limits``), checked first. A syntax error (too many tokens included)
-    raises, and is not cached, as with Strawberry's ``ParserCache``."""
+    """The parsed document and its validation errors, or the one error of a document that
+    reaches too far once its fragments are expanded (``fragment_limits``), checked first; one
+    with unknown fragments or a cycle goes to graphql-core's rules only. A syntax error (too
+    many tokens included) raises, and is not cached, as with Strawberry's ``ParserCache``."""
     document = parse(query, max_tokens=MAX_TOKENS)
-    if errors := fragment_errors(document):
-        return document, errors
+    reach = fragment_reach(document)
+    if reach.errors:
+        return document, reach.errors
+    rules = _RULES if reach.closed else specified_rules  # which refuse it, in their words
     try:
-        return document, validate_document(schema._schema, document, _RULES)
+        return document, validate_document(schema._schema, document, rules)
     except RecursionError:  # the rules recurse along the document; a backstop
         return document, [GraphQLError(TOO_NESTED)]
 

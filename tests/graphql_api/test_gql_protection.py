@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import strawberry.schema.schema as strawberry_schema
+from graphql import parse
 from graphql.language.parser import Parser
 
 from agentcost.graphql_api import fragment_limits
@@ -156,7 +157,9 @@ async def test_client_mistakes_are_not_logged_as_errors(
 
 
 def chain(levels: int, spreads_per_level: int = 1) -> str:
-    """Fragments F0..F{levels}: each spreads the next ``spreads_per_level`` times."""
+    """Fragments F0..F{levels}: each spreads the next ``spreads_per_level`` times. Spread from
+    the operation, it nests ``levels + 2`` deep: the operation's spread, each fragment's, and
+    the last fragment's field."""
     unique = uuid.uuid4()  # a text never sent before: the cache is per text
     spreads = " ".join(["...F{next}"] * spreads_per_level)
     body = " ".join(
@@ -165,30 +168,59 @@ def chain(levels: int, spreads_per_level: int = 1) -> str:
     return f"{{ ...F0 }} {body} fragment F{levels} on Query {{ __typename }} # {unique}"
 
 
+def spreading_each_other(count: int) -> str:
+    """Fragments A1..A{count}, each spreading every other one: cycles with fan-out."""
+    names = [f"A{i}" for i in range(1, count + 1)]
+    body = " ".join(
+        f"fragment {name} on Query {{ __typename {' '.join(f'...{o}' for o in names if o != name)} }}"
+        for name in names
+    )
+    return f"{{ ...A1 }} {body} # {uuid.uuid4()}"
+
+
+NESTED_INLINE = "{ " + "... on Query { " * 150 + "__typename" + " }" * 150 + " }"
+
+
 @pytest.mark.parametrize(
-    ("levels", "spreads_per_level", "message"),
+    ("query", "message"),
     [
-        (fragment_limits.MAX_NESTING, 1, fragment_limits.TOO_DEEP),
-        (245, 1, fragment_limits.TOO_DEEP),  # ran the depth rule out of stack
-        (9, 2, fragment_limits.TOO_MANY),  # 2 + 4 + ... + 512 spreads: the rule walks each path
-        (20, 2, fragment_limits.TOO_MANY),  # 2²⁰ paths: the rule ran for hours
+        (chain(fragment_limits.MAX_NESTING - 1), fragment_limits.TOO_DEEP),
+        (chain(245), fragment_limits.TOO_DEEP),  # ran the depth rule out of stack
+        (NESTED_INLINE, fragment_limits.TOO_DEEP),  # no fragment, and as deep for the rule
+        # 2 + 2 * (2 + 2 * ...): 5,001 selections; the rule walked each of the 2¹¹ paths
+        (chain(11, 2), fragment_limits.TOO_MANY),
+        (chain(40, 2), fragment_limits.TOO_MANY),  # 2⁴⁰ paths: the rule would never end
+        (spreading_each_other(10), fragment_limits.TOO_MANY),  # every path: 14 s
     ],
+    ids=["limit", "chain of 245", "nested inline", "doubling 11", "doubling 40", "cycles"],
 )
-async def test_fragments_that_reach_too_far_are_refused_before_validation(
-    gql: Any, levels: int, spreads_per_level: int, message: str
+async def test_documents_that_reach_too_far_are_refused_before_validation(
+    gql: Any, query: str, message: str
 ) -> None:
-    body = await gql(chain(levels, spreads_per_level))
+    body = await gql(query)
     assert body["data"] is None
     assert [error["message"] for error in body["errors"]] == [message]
 
 
-@pytest.mark.parametrize(("levels", "spreads_per_level"), [(fragment_limits.MAX_NESTING - 1, 1),
-                                                          (7, 2)])  # fmt: skip
-async def test_fragments_within_the_limits_run(
-    gql_data: Any, levels: int, spreads_per_level: int
-) -> None:
-    data = await gql_data(chain(levels, spreads_per_level))
-    assert data == {"__typename": "Query"}
+@pytest.mark.parametrize(
+    "query", [chain(fragment_limits.MAX_NESTING - 2), chain(10, 2)], ids=["deep", "wide"]
+)
+async def test_fragments_within_the_limits_run(gql_data: Any, query: str) -> None:
+    assert await gql_data(query) == {"__typename": "Query"}
+
+
+async def test_unknown_fragments_and_cycles_are_graphql_cores_to_report(gql: Any) -> None:
+    """Strawberry's rules raised ``KeyError`` on an unknown fragment (an internal error, not
+    cached, parsed again on every send) and walk every path of a cycle; graphql-core's own
+    rules refuse both in their words, and Strawberry's never see them."""
+    for query in ("{ ...Nope }", "{ __typename ... on Query { ...Nope } }"):
+        [error] = (await gql(query))["errors"]
+        assert error["message"] == "Unknown fragment 'Nope'."
+    messages = [error["message"] for error in (await gql(spreading_each_other(4)))["errors"]]
+    assert "Cannot spread fragment 'A1' within itself via 'A2'." in messages
+    for query in ("{ ...Nope }", spreading_each_other(4)):
+        assert not fragment_limits.fragment_reach(parse(query)).closed
+    assert fragment_limits.fragment_reach(parse(chain(3, 2))).closed
 
 
 async def test_a_fragment_cycle_is_validations_to_report(gql: Any) -> None:
