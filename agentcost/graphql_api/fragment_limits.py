@@ -68,18 +68,17 @@ def fragment_reach(document: DocumentNode) -> Reach:
         for node in document.definitions
         if isinstance(node, FragmentDefinitionNode)
     }
-    measured, closed = _measure(fragments)
-    nesting, selections = 0, 0
-    for node in document.definitions:
-        if isinstance(node, OperationDefinitionNode):
-            depth, count = _expanded(_shape(node.selection_set), measured)
-            nesting, selections = max(nesting, depth), selections + count
-    closed = closed and all(
-        name in fragments
+    operations = [
+        _shape(node.selection_set)
         for node in document.definitions
         if isinstance(node, OperationDefinitionNode)
-        for name, _ in _shape(node.selection_set).spreads
-    )
+    ]
+    measured, closed = _measure(fragments)
+    nesting, selections = 0, 0
+    for shape in operations:
+        depth, count = _expanded(shape, measured)
+        nesting, selections = max(nesting, depth), selections + count
+    closed = closed and all(name in fragments for shape in operations for name, _ in shape.spreads)
     return Reach(nesting, selections, closed)
 
 
