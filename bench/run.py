@@ -16,19 +16,12 @@ timing: a figure that misses its target is marked FAIL and the run goes on.
     python bench/run.py --postgres         # the same on a PostgreSQL database of its own
 """
 
-import sys
-from pathlib import Path
-
-# Run as a script, bench/ leads sys.path, and bench/graphql.py would shadow graphql-core when
-# Strawberry imports it (for the statement count): move bench/ last so both imports resolve.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
-
 import argparse
 import asyncio
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field

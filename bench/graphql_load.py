@@ -6,24 +6,17 @@ fresh SQLite file; the server runs in a process of its own (uvicorn, one worker,
 port). Each query is first run in-process once with a statement counter on the engine, then sent
 over HTTP: sequentially (latency) and from --concurrency clients at once (throughput).
 
-    python bench/graphql.py
-    python bench/graphql.py --seconds 10 --concurrency 16
+    python bench/graphql_load.py
+    python bench/graphql_load.py --seconds 10 --concurrency 16
 """
-
-import sys
-from pathlib import Path
-
-# Run as a script, this file's folder leads sys.path, and this file is named graphql.py: move the
-# folder last so that `import graphql` (inside Strawberry) finds graphql-core, not this script,
-# while `import common` still finds the shared bench code.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 from common import ORG, Server, counting
