@@ -40,12 +40,16 @@ class _Adapted:
         self._connection = connection
 
 
+Description = list[tuple[str, int]]  # each column's name and type, as DBAPI's
+
+
 class _Connection:
-    """An asyncpg connection with its prepared statements, by SQL text."""
+    """An asyncpg connection with its prepared statements and their descriptions, by SQL text
+    (asyncpg builds a statement's description anew, name by name, on every call)."""
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
-        self.prepared: dict[str, PreparedStatement] = {}
+        self.prepared: dict[str, tuple[PreparedStatement, Description]] = {}
 
 
 class PgReader:
@@ -76,18 +80,22 @@ class PgReader:
 
     async def run(
         self, operation: str, parameters: Sequence[Any]
-    ) -> tuple[list[tuple[str, int]], list[Any]] | None:
-        """The statement's description (each column's name and type, as DBAPI's) and rows."""
+    ) -> tuple[Description, list[Any]] | None:
+        """The statement's description and rows. The columns' types are those of the
+        statement the rows came from; some of the engine's conversions depend on them
+        (numbers)."""
         held = await self._acquire()
         if held is None:
             return None
         try:
-            prepared = held.prepared.get(operation)
-            if prepared is None:
+            found = held.prepared.get(operation)
+            if found is None:
                 if len(held.prepared) >= _PREPARED:
                     held.prepared.clear()
-                prepared = held.prepared[operation] = await held.connection.prepare(operation)
-            records = await prepared.fetch(*parameters)
+                prepared = await held.connection.prepare(operation)
+                description = [(a.name, a.type.oid) for a in prepared.get_attributes()]
+                found = held.prepared[operation] = prepared, description
+            records = await found[0].fetch(*parameters)
         except asyncpg.PostgresError:
             # The server refused the statement (or its prepared form went stale): the
             # connection itself is fine.
@@ -100,9 +108,7 @@ class PgReader:
                 return None
             raise
         self._release(held)
-        # The columns of the statement these rows came from, whose types some of the engine's
-        # conversions depend on (numbers).
-        return [(a.name, a.type.oid) for a in prepared.get_attributes()], records
+        return found[1], records
 
     async def _acquire(self) -> _Connection | None:
         if self._closed or self._options is None:
