@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Text, bindparam, delete, select, tuple_, update
+from sqlalchemy import Integer, Text, bindparam, delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost.db import Database
@@ -34,6 +34,7 @@ from agentcost.services.sql import (
     in_json_list,
     json_array,
     of_traces,
+    param,
     records,
     trace_params,
     traces,
@@ -280,39 +281,69 @@ async def list_feedback(
     db: Database, *, org_id: str, filters: FeedbackFilter, limit: int, cursor: str | None = None
 ) -> tuple[list[FeedbackPublic], str | None]:
     """Newest first; the second value is the cursor of the next page, None on the last page."""
-    stmt = select(feedback).where(feedback.c.org_id == org_id)
-    stmt = stmt.where(
-        *feedback_attribute_conditions(
-            source=None if filters.source is None else filters.source.value,
-            user_id=filters.user_id,
-            tag=filters.tag,
-        )
-    )
-    for column, value in (
-        (feedback.c.score, filters.score),
-        (feedback.c.trace_id, filters.trace_id),
-    ):
-        if value is not None:
-            stmt = stmt.where(column == value)
-    if filters.since is not None:
-        stmt = stmt.where(feedback.c.created_at >= filters.since)
-    if filters.until is not None:
-        stmt = stmt.where(feedback.c.created_at < filters.until)
-    if filters.project is not None or filters.model is not None:
-        stmt = join_attribution(stmt)
-        if filters.project is not None:
-            stmt = stmt.where(traces.c.project == filters.project)
-        if filters.model is not None:
-            stmt = stmt.where(attributed_model() == filters.model)
+    after: tuple[Any, Any] = (None, None)
     if cursor is not None:
-        created, last_id = cursors.decode(_FEEDBACK_CURSOR, cursor, sort_type=datetime)
-        stmt = stmt.where(tuple_(feedback.c.created_at, feedback.c.id) < tuple_(created, last_id))
-    stmt = stmt.order_by(feedback.c.created_at.desc(), feedback.c.id.desc()).limit(limit + 1)
-    async with db.read() as conn:
-        rows = list(records(await conn.execute(stmt)))
+        after = cursors.decode(_FEEDBACK_CURSOR, cursor, sort_type=datetime)
+    given = {
+        name: value
+        for name, value in (
+            ("source", None if filters.source is None else filters.source.value),
+            ("user_id", filters.user_id),
+            ("tag", filters.tag),
+            ("score", filters.score),
+            ("trace_id", filters.trace_id),
+            ("since", filters.since),
+            ("until", filters.until),
+            ("project", filters.project),
+            ("model", filters.model),
+            ("after_created", after[0]),
+            ("after_id", after[1]),
+        )
+        if value is not None
+    }
+    values = given | {"org_id": org_id, "limit": limit + 1}
+    rows = await _listing(frozenset(given)).rows(db, values)
     page = [FeedbackPublic.model_validate(r) for r in rows[:limit]]
     next_cursor = feedback_cursor(page[-1]) if len(rows) > limit else None
     return page, next_cursor
+
+
+@cache
+def _listing(given: frozenset[str]) -> Precompiled:
+    """The listing's statement for one set of given filters, built once: building it (and its
+    cache key) cost about as much as running it, and as a ``Precompiled`` read it skips the
+    engine (one round trip on PostgreSQL instead of four)."""
+    stmt = select(feedback).where(
+        feedback.c.org_id == bindparam("org_id"),
+        *feedback_attribute_conditions(
+            source=param("source", "source" in given),
+            user_id=param("user_id", "user_id" in given),
+            tag=param("tag", "tag" in given),
+        ),
+    )
+    for column in (feedback.c.score, feedback.c.trace_id):
+        if column.name in given:
+            stmt = stmt.where(column == bindparam(column.name))
+    if "since" in given:
+        stmt = stmt.where(feedback.c.created_at >= bindparam("since"))
+    if "until" in given:
+        stmt = stmt.where(feedback.c.created_at < bindparam("until"))
+    if "project" in given or "model" in given:
+        stmt = join_attribution(stmt)
+        if "project" in given:
+            stmt = stmt.where(traces.c.project == bindparam("project"))
+        if "model" in given:
+            stmt = stmt.where(attributed_model() == bindparam("model"))
+    if "after_created" in given:
+        stmt = stmt.where(
+            tuple_(feedback.c.created_at, feedback.c.id)
+            < tuple_(
+                bindparam("after_created", type_=feedback.c.created_at.type),
+                bindparam("after_id", type_=feedback.c.id.type),
+            )
+        )
+    order = (feedback.c.created_at.desc(), feedback.c.id.desc())
+    return Precompiled(stmt.order_by(*order).limit(bindparam("limit", type_=Integer)))
 
 
 def feedback_cursor(item: FeedbackPublic) -> str:

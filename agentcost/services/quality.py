@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import (
     Integer,
-    bindparam,
     exists,
     func,
     literal,
@@ -55,6 +54,7 @@ from agentcost.services.sql import (
     count_where,
     feedback,
     of_traces,
+    param,
     trace_params,
     traces,
 )
@@ -277,7 +277,7 @@ def _bind(
     *,
     per_source: bool = False,
 ) -> tuple[_Shape, dict[str, Any]]:
-    """A request's shape and the values its statement binds (names as ``_param`` gives them),
+    """A request's shape and the values its statement binds (names as ``param`` gives them),
     from the same arguments, so the two cannot disagree."""
     shape = _Shape(
         project=filters.project is not None,
@@ -304,17 +304,13 @@ def _bind(
     return shape, values
 
 
-def _param(name: str, wanted: bool = True) -> Any:
-    return bindparam(name) if wanted else None
-
-
 def _scan_groups(dim: str, key1: bool) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
     """The scan path's grouping for a dimension: group columns, conditions, _subjects options."""
     if dim == "model":
         model = attributed_model()
         return (
             {"key1": model, "key2": literal(NO_VERSION)},
-            [model == _param("key1")] if key1 else [],
+            [model == param("key1")] if key1 else [],
             {"by_call": True},
         )
     if dim == "prompt":
@@ -323,7 +319,7 @@ def _scan_groups(dim: str, key1: bool) -> tuple[dict[str, Any], list[Any], dict[
                 "key1": traces.c.prompt_id,
                 "key2": func.coalesce(traces.c.prompt_version, NO_VERSION),
             },
-            [traces.c.prompt_id == _param("key1")],
+            [traces.c.prompt_id == param("key1")],
             {},
         )
     key1, key2 = _WHOLE_ORG
@@ -337,21 +333,19 @@ def _windowed(shape: _Shape) -> list[list[Any]]:
     rather than from every vote of the organisation."""
     parts = []
     for index, (since, until) in enumerate(shape.windows):
-        window = trace_window(_param(f"since{index}", since), _param(f"until{index}", until))
+        window = trace_window(param(f"since{index}", since), param(f"until{index}", until))
         conditions = [
-            feedback.c.org_id == _param("org_id"),
+            feedback.c.org_id == param("org_id"),
             *window,
             *analytics_conditions(
-                project=_param("project", shape.project),
-                source=_param("source", shape.source),
-                user_id=_param("user_id", shape.user_id),
-                tag=_param("tag", shape.tag),
+                project=param("project", shape.project),
+                source=param("source", shape.source),
+                user_id=param("user_id", shape.user_id),
+                tag=param("tag", shape.tag),
             ),
         ]
         if window:
-            in_window = select(traces.c.trace_id).where(
-                traces.c.org_id == _param("org_id"), *window
-            )
+            in_window = select(traces.c.trace_id).where(traces.c.org_id == param("org_id"), *window)
             conditions.append(feedback.c.trace_id.in_(in_window))
         parts.append(conditions)
     return parts
@@ -462,21 +456,21 @@ def _rollup_conditions(dim: str, shape: _Shape, index: int) -> list[Any]:
     an OR of levels would scan the organisation's every row); with ``per_source`` and no
     source asked for, each source's own rows besides the all-sources ("*") ones."""
     level, low, high = shape.ranges[index]
-    conditions = [rollups.c.org_id == _param("org_id"), rollups.c.dim == dim + level]
+    conditions = [rollups.c.org_id == param("org_id"), rollups.c.dim == dim + level]
     if shape.source:
-        conditions.append(rollups.c.source == _param("source"))
+        conditions.append(rollups.c.source == param("source"))
     elif shape.per_source:
         conditions.append(rollups.c.source.in_(_EVERY_SOURCE))
     else:
         conditions.append(rollups.c.source == ALL_SOURCES)
     if shape.key1:
-        conditions.append(rollups.c.key1 == _param("key1"))
+        conditions.append(rollups.c.key1 == param("key1"))
     if shape.project:
-        conditions.append(rollups.c.project == _param("project"))
+        conditions.append(rollups.c.project == param("project"))
     if low:
-        conditions.append(rollups.c.bucket >= _param(f"low{index}"))
+        conditions.append(rollups.c.bucket >= param(f"low{index}"))
     if high:
-        conditions.append(rollups.c.bucket < _param(f"high{index}"))
+        conditions.append(rollups.c.bucket < param(f"high{index}"))
     return conditions
 
 

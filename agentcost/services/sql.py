@@ -22,6 +22,12 @@ calls: Table = Call.__table__  # type: ignore[attr-defined]
 feedback: Table = Feedback.__table__  # type: ignore[attr-defined]
 
 
+def param(name: str, wanted: bool = True) -> Any:
+    """A bound value of a statement built once per shape of request, or None where the shape
+    leaves that filter out (the filter helpers then leave out its condition)."""
+    return bindparam(name) if wanted else None
+
+
 def of_traces(table: Table) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     """Rows of ``table`` in the traces ``:trace_ids`` (a JSON array, ``in_json_list``) of
     ``:org_id``. Statements that take them as parameters are built once: building one per
@@ -142,8 +148,11 @@ def _json_text(value: Any) -> str:
 
 
 # A statement's compiled text, the order of its positional parameters (None for named ones),
-# the values of its constants and the names of the values each run must give.
-_Compiled = tuple[str, tuple[str, ...] | None, dict[str, Any], frozenset[str]]
+# the values of its constants, the names of the values each run must give and the converters of
+# those the driver cannot take as they are.
+_Compiled = tuple[
+    str, tuple[str, ...] | None, dict[str, Any], frozenset[str], dict[str, Callable[[Any], Any]]
+]
 
 
 class Precompiled:
@@ -154,8 +163,9 @@ class Precompiled:
     processes every bound value, constants included, on each execution: for the roll-up image
     (85 bound values) and apply (45) that took 150-200 µs a run on this kind of machine, beside
     a small group commit's few milliseconds. Here it happens once per dialect and driver (the
-    drivers of one database take different parameter styles). Only for statements whose values
-    the driver takes as they are (text, numbers), which compiling checks.
+    drivers of one database take different parameter styles). A value the driver cannot take as
+    it is (a date, which SQLite stores as text) is converted by its type's bind processor, as
+    the engine would: constants once, the caller's values on each run.
 
     A SELECT's ``rows`` skip the async engine on a SQLite file and on PostgreSQL through asyncpg
     (``Database.read_direct``), each value converted as the engine would; reads of one statement
@@ -170,10 +180,12 @@ class Precompiled:
     def bound(self, dialect: Dialect, params: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL text and its parameters, as ``exec_driver_sql`` takes them."""
         compiled = self._compiled.get((dialect.name, dialect.driver)) or self._compile(dialect)
-        text, order, constants, required = compiled
+        text, order, constants, required, converters = compiled
         if missing := required - params.keys():
             raise ValueError(f"no value given for {', '.join(sorted(missing))}")
         values = constants | dict(params)
+        for name, convert in converters.items():
+            values[name] = convert(values[name])
         if order is None:
             return text, values
         return text, tuple(values[name] for name in order)
@@ -211,13 +223,20 @@ class Precompiled:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect)
         binds = compiled.bind_names.items()  # each bound value and its name in the text
-        for bind, name in binds:
-            if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
-                raise ValueError(f"{name}: a value the driver cannot take as it is")
+        processors = {
+            name: process
+            for bind, name in binds
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect))
+        }
         order = tuple(compiled.positiontup) if compiled.positional else None
-        constants = {name: bind.value for bind, name in binds if not bind.required}
+        constants = {
+            name: processors[name](bind.value) if name in processors else bind.value
+            for bind, name in binds
+            if not bind.required
+        }
         required = frozenset(name for bind, name in binds if bind.required)
-        result = (str(compiled), order, constants, required)
+        converters = {name: processors[name] for name in required & processors.keys()}
+        result = (str(compiled), order, constants, required, converters)
         self._compiled[dialect.name, dialect.driver] = result
         return result
 

@@ -3,6 +3,7 @@ caller's values and its own constants bound in the compiled order."""
 
 import contextlib
 import sqlite3
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Text, bindparam, literal, select
@@ -53,8 +54,23 @@ def test_a_missing_value_is_named() -> None:
         _STATEMENT.bound(sqlite.dialect(), {})
 
 
-def test_refuses_a_value_the_driver_would_need_converted() -> None:
-    """A date is stored as text on SQLite: bound as it is, the driver would store it wrongly."""
-    dated = Precompiled(select(bindparam("at", type_=UTCDateTime())))
-    with pytest.raises(ValueError, match="at: a value the driver cannot take as it is"):
-        dated.bound(sqlite.dialect(), {"at": None})
+def test_converts_a_value_the_driver_cannot_take_as_it_is() -> None:
+    """A date is stored as text on SQLite: bound as it is, the driver would compare it with
+    that text wrongly. The caller's value and a constant are converted as the engine would."""
+    at = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone(timedelta(hours=2)))
+    dated = Precompiled(
+        select(bindparam("at", type_=UTCDateTime()), literal(at, UTCDateTime()).label("fixed"))
+    )
+    _, values = dated.bound(sqlite.dialect(), {"at": at})
+    assert values == ("2026-01-02 01:04:05.006000", "2026-01-02 01:04:05.006000")
+    _, values = dated.bound(sqlite.dialect(), {"at": None})
+    assert values == (None, "2026-01-02 01:04:05.006000")
+    _, values = dated.bound(postgresql.asyncpg.dialect(), {"at": at})
+    assert values == (at, at)
+    assert [value.utcoffset() for value in values] == [timedelta(0), timedelta(0)]
+
+
+async def test_a_converted_value_reads_as_through_the_engine(db: Database) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone(timedelta(hours=2)))
+    dated = Precompiled(select(bindparam("at", type_=UTCDateTime()).label("at")))
+    assert await dated.rows(db, {"at": at}) == [{"at": at}]
