@@ -272,10 +272,11 @@ def _apply(dialect: str) -> Precompiled:
     several rows per voted trace). Feedback whose trace is unknown has no time: it is only in
     the totals (bucket -1), which no time window reads.
     """
-    finest = _fold(_delta, lambda c: c.dim, lambda c: c.bucket).cte("finest")
+    folded = _fold(_delta, lambda c: c.dim, lambda c: c.bucket)
+    finest = folded.having(_nonzero(_sums(_delta))).cte("finest")
     parts = [
         select(*_level_columns(finest, finest.c.dim + TEN_MINUTES, finest.c.bucket)).where(
-            finest.c.bucket >= 0, _nonzero(finest.c)
+            finest.c.bucket >= 0
         )
     ]
     below, below_width = finest, 1
