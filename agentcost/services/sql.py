@@ -149,7 +149,7 @@ def _json_text(value: Any) -> str:
 
 # A statement's compiled text, the order of its positional parameters (None for named ones),
 # the values of its constants, the names of the values each run must give and the converters of
-# those the driver cannot take as they are.
+# the values the driver cannot take as they are.
 _Compiled = tuple[
     str, tuple[str, ...] | None, dict[str, Any], frozenset[str], dict[str, Callable[[Any], Any]]
 ]
@@ -185,7 +185,8 @@ class Precompiled:
             raise ValueError(f"no value given for {', '.join(sorted(missing))}")
         values = constants | dict(params)
         for name, convert in converters.items():
-            values[name] = convert(values[name])
+            if name in params:  # constants were converted when compiled
+                values[name] = convert(params[name])
         if order is None:
             return text, values
         return text, tuple(values[name] for name in order)
@@ -223,6 +224,9 @@ class Precompiled:
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self._statement.compile(dialect=dialect)
         binds = compiled.bind_names.items()  # each bound value and its name in the text
+        for bind, name in binds:
+            if bind.expanding:  # its placeholders are written at each execution, not here
+                raise ValueError(f"{name}: a list of values, which the text cannot hold")
         processors = {
             name: process
             for bind, name in binds
@@ -235,8 +239,7 @@ class Precompiled:
             if not bind.required
         }
         required = frozenset(name for bind, name in binds if bind.required)
-        converters = {name: processors[name] for name in required & processors.keys()}
-        result = (str(compiled), order, constants, required, converters)
+        result = (str(compiled), order, constants, required, processors)
         self._compiled[dialect.name, dialect.driver] = result
         return result
 

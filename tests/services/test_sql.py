@@ -3,15 +3,16 @@ caller's values and its own constants bound in the compiled order."""
 
 import contextlib
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Text, bindparam, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agentcost.db import Database
-from agentcost.models import UTCDateTime
-from agentcost.services.sql import Precompiled
+from agentcost.models import FeedbackCreate, UTCDateTime
+from agentcost.services import feedback as feedback_service
+from agentcost.services.sql import Precompiled, feedback
 
 pytestmark = pytest.mark.anyio
 
@@ -56,21 +57,40 @@ def test_a_missing_value_is_named() -> None:
 
 def test_converts_a_value_the_driver_cannot_take_as_it_is() -> None:
     """A date is stored as text on SQLite: bound as it is, the driver would compare it with
-    that text wrongly. The caller's value and a constant are converted as the engine would."""
+    that text wrongly. The caller's values and constants are converted as the engine would,
+    a value the caller gives in place of a bind's own default too."""
     at = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone(timedelta(hours=2)))
+    later = datetime(2027, 1, 1, tzinfo=UTC)
     dated = Precompiled(
-        select(bindparam("at", type_=UTCDateTime()), literal(at, UTCDateTime()).label("fixed"))
+        select(
+            bindparam("at", type_=UTCDateTime()),
+            literal(at, UTCDateTime()).label("fixed"),
+            bindparam("default", value=at, type_=UTCDateTime()),
+        )
     )
+    utc_text = "2026-01-02 01:04:05.006000"
     _, values = dated.bound(sqlite.dialect(), {"at": at})
-    assert values == ("2026-01-02 01:04:05.006000", "2026-01-02 01:04:05.006000")
-    _, values = dated.bound(sqlite.dialect(), {"at": None})
-    assert values == (None, "2026-01-02 01:04:05.006000")
+    assert values == (utc_text, utc_text, utc_text)
+    _, values = dated.bound(sqlite.dialect(), {"at": None, "default": later})
+    assert values == (None, utc_text, "2027-01-01 00:00:00.000000")
     _, values = dated.bound(postgresql.asyncpg.dialect(), {"at": at})
-    assert values == (at, at)
-    assert [value.utcoffset() for value in values] == [timedelta(0), timedelta(0)]
+    assert values == (at, at, at)
+    assert [value.utcoffset() for value in values] == [timedelta(0)] * 3
 
 
-async def test_a_converted_value_reads_as_through_the_engine(db: Database) -> None:
-    at = datetime(2026, 1, 2, 3, 4, 5, 6000, tzinfo=timezone(timedelta(hours=2)))
-    dated = Precompiled(select(bindparam("at", type_=UTCDateTime()).label("at")))
-    assert await dated.rows(db, {"at": at}) == [{"at": at}]
+def test_refuses_a_list_of_values() -> None:
+    """An expanding IN list gets its placeholders at each execution; compiled text has none."""
+    listed = Precompiled(select(literal(1)).where(literal(1).in_(bindparam("ids", expanding=True))))
+    with pytest.raises(ValueError, match="ids: a list of values, which the text cannot hold"):
+        listed.bound(sqlite.dialect(), {"ids": [1]})
+
+
+async def test_a_converted_value_finds_its_row_without_the_engine(db: Database) -> None:
+    [(stored, _)] = await feedback_service.submit(
+        db, org_id="org", items=[FeedbackCreate(trace_id="t", score=1)]
+    )
+    elsewhere = stored.created_at.astimezone(timezone(timedelta(hours=-5)))
+    by_time = Precompiled(select(feedback.c.id).where(feedback.c.created_at == bindparam("at")))
+    found = await db.read_direct(*by_time.bound(db.engine.dialect, {"at": elsewhere}))
+    assert found is not None  # read without the engine
+    assert [tuple(row) for row in found[1]] == [(stored.id,)]
