@@ -13,6 +13,7 @@ import pytest
 
 import agentcost.feedback as feedback_module
 from agentcost.feedback import FeedbackService, get_feedback_service
+from agentcost.services import cursors
 from agentcost.settings import get_settings
 
 pytestmark = pytest.mark.anyio
@@ -284,6 +285,8 @@ async def test_unknown_and_sdk_fields_are_kept_not_refused(client: httpx.AsyncCl
 # Query strings and paths
 
 
+# A cursor whose time, moved to UTC, falls after 9999-12-31: a 500 from the driver before.
+OUT_OF_CALENDAR = cursors.encode("feedback", "9999-12-31T23:00:00-05:00", "f")
 QUERY_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("/api/feedback", {"score": 2}, "score", "less than or equal to 1"),
     ("/api/feedback", {"score": "abc"}, "score", "integer"),
@@ -291,6 +294,7 @@ QUERY_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("/api/feedback", {"limit": 0}, "limit", "greater than"),
     ("/api/feedback", {"limit": 1001}, "limit", "less than"),
     ("/api/feedback", {"cursor": "not-a-cursor"}, "cursor", "not a cursor"),
+    ("/api/feedback", {"cursor": OUT_OF_CALENDAR}, "cursor", "not a cursor"),
     ("/api/feedback", {"since": "last week"}, "since", "datetime"),
     ("/api/feedback", {"tag": "t" * 65}, "tag", "at most 64"),
     ("/api/feedback", {"trace_id": ""}, "trace_id", "at least 1 character"),

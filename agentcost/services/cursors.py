@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from agentcost.errors import InvalidInput
+from agentcost.models import as_utc
 
 _BAD = "is not a cursor issued by this service for this listing"
 # ``json.dumps`` with separators builds an encoder on every call, half of its time on the short
@@ -38,9 +39,12 @@ def decode(kind: str, cursor: str, *, sort_type: type) -> tuple[Any, str]:
         if found_kind != kind or not isinstance(row_id, str):
             raise ValueError
         if sort_type is datetime:
-            sort_value = datetime.fromisoformat(sort_value)
+            # In UTC, as every stored time is: a time without offset is taken as UTC, and one
+            # whose offset takes it past the calendar's ends is refused here (OverflowError)
+            # instead of failing in the database driver.
+            sort_value = as_utc(datetime.fromisoformat(sort_value))
         elif sort_value is not None and not isinstance(sort_value, sort_type):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput.single("cursor", _BAD) from None
     return sort_value, row_id

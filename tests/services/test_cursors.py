@@ -2,7 +2,7 @@
 their text must stay what ``json.dumps`` made of them, or ids handed out before would change."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,6 +32,28 @@ def test_a_cursor_gives_back_its_sort_value_and_id() -> None:
     assert cursors.decode("cost", cursors.encode("cost", 0.25, "x"), sort_type=float) == (0.25, "x")
     with pytest.raises(InvalidInput):
         cursors.decode("cost", cursor, sort_type=float)
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        ("2026-05-04T03:02:01", datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)),
+        ("2026-05-04T05:02:01+02:00", datetime(2026, 5, 4, 3, 2, 1, tzinfo=UTC)),
+    ],
+)
+def test_a_cursors_time_comes_back_in_utc(written: str, read: datetime) -> None:
+    """A time without offset is UTC, as every stored time: pages never depend on the zone of
+    the database session."""
+    sort_value, _ = cursors.decode(
+        "trace", cursors.encode("trace", written, "t"), sort_type=datetime
+    )
+    assert (sort_value, sort_value.utcoffset()) == (read, timedelta(0))
+
+
+@pytest.mark.parametrize("written", ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"])
+def test_a_cursor_whose_time_leaves_the_calendar_is_refused(written: str) -> None:
+    with pytest.raises(InvalidInput, match="not a cursor issued by this service"):
+        cursors.decode("feedback", cursors.encode("feedback", written, "f"), sort_type=datetime)
 
 
 def test_a_call_node_id_is_its_trace_and_call_as_a_json_pair() -> None:
