@@ -24,7 +24,9 @@ _ENGINE_ONLY_OPTIONS = frozenset(
 # Seconds without new connections after one could not be opened: a server that refuses them
 # (down, or at max_connections) would otherwise get an attempt from every read.
 CONNECT_RETRY = 5.0
-# Statements kept prepared per connection; the service has some dozens of shapes.
+# Statements kept prepared per connection, the least recently used dropped first: the service
+# has some dozens of shapes, and the feedback listing one more per set of filters it is asked
+# with, which must not push out the statements every page runs.
 _PREPARED = 64
 _CLOSE_TIMEOUT = 5.0  # seconds a closing connection may take to tell the server
 # Seconds a read waits for one of the connections before the engine answers it: far more than a
@@ -88,13 +90,14 @@ class PgReader:
         if held is None:
             return None
         try:
-            found = held.prepared.get(operation)
+            found = held.prepared.pop(operation, None)  # put back last: the most recently used
             if found is None:
                 if len(held.prepared) >= _PREPARED:
-                    held.prepared.clear()
+                    del held.prepared[next(iter(held.prepared))]
                 prepared = await held.connection.prepare(operation)
                 description = [(a.name, a.type.oid) for a in prepared.get_attributes()]
-                found = held.prepared[operation] = prepared, description
+                found = prepared, description
+            held.prepared[operation] = found
             records = await found[0].fetch(*parameters)
         except asyncpg.PostgresError:
             # The server refused the statement (or its prepared form went stale): the

@@ -95,6 +95,25 @@ async def test_a_read_is_one_statement_on_a_connection_kept_for_the_next(
     assert len(connects) == 1
 
 
+async def test_the_statements_kept_prepared_are_the_most_recently_used(
+    pg: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_reader, "_PREPARED", 2)
+    prepared: list[str] = []
+    original = asyncpg.connection.Connection.prepare
+
+    async def counted(self: asyncpg.Connection, query: str, *args: Any, **options: Any) -> Any:
+        prepared.append(query)
+        return await original(self, query, *args, **options)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "prepare", counted)
+    for n in (1, 2, 1, 3, 1):
+        found = await pg.read_direct(f"SELECT {n} AS n", ())
+        assert found is not None and found[1][0][0] == n
+    # The third statement pushed out the second, used less recently than the first.
+    assert prepared == ["SELECT 1 AS n", "SELECT 2 AS n", "SELECT 3 AS n"]
+
+
 async def test_a_connection_the_server_ended_is_replaced_without_the_engine(
     pg: Database,
 ) -> None:
