@@ -13,14 +13,16 @@ from sqlalchemy import event, func, select
 from agentcost import sqlite_driver
 from agentcost.db import Database
 from agentcost.errors import NotFound
-from agentcost.models import FeedbackCreate, TraceEvent
-from agentcost.services import feedback, quality, sql, traces
+from agentcost.models import FeedbackCreate, FeedbackSource, TraceEvent
+from agentcost.services import cursors, feedback, quality, sql, traces
+from agentcost.services.filters import FeedbackFilter
 from agentcost.services.sql import Precompiled, of_traces, trace_params
 
 pytestmark = pytest.mark.anyio
 
 ORG = "org-loop"
 WHEN = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
+LATER = datetime(2100, 1, 1, tzinfo=UTC)
 
 # Every read that goes through ``Precompiled.rows``, with values that hit rows, miss and repeat.
 READS: dict[str, Callable[[Database], Awaitable[Any]]] = {
@@ -39,6 +41,31 @@ READS: dict[str, Callable[[Database], Awaitable[Any]]] = {
         db, org_id=ORG, trace_ids=["t1", "t2", "t3"]
     ),
     "trace_scores": lambda db: quality.trace_scores(db, org_id=ORG, trace_ids=["t1", "t3", "x"]),
+    "list_feedback": lambda db: feedback.list_feedback(
+        db, org_id=ORG, filters=FeedbackFilter(since=WHEN, until=LATER), limit=2
+    ),
+    "list_feedback, every filter": lambda db: feedback.list_feedback(
+        db,
+        org_id=ORG,
+        filters=FeedbackFilter(
+            project="default",
+            model="m-a",
+            score=1,
+            source=FeedbackSource.USER,
+            trace_id="t1",
+            tag="a",
+            since=WHEN,
+            until=LATER,
+        ),
+        limit=5,
+    ),
+    "list_feedback, next page": lambda db: feedback.list_feedback(
+        db,
+        org_id=ORG,
+        filters=FeedbackFilter(),
+        limit=5,
+        cursor=cursors.encode("feedback", LATER.replace(tzinfo=None).isoformat(), "zz"),
+    ),
 }
 
 
@@ -124,6 +151,11 @@ async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
     scores = first["trace_scores"]
     assert (scores["t1"].total, scores["t1"].positive, scores["t1"].negative) == (2, 1, 1)
     assert (scores["t3"].total, scores["x"].total, scores["x"].score) == (1, 0, None)
+    page, after = first["list_feedback"]
+    assert [f.id for f in page] == ["f3", "f2"] and after is not None
+    assert [f.id for f in first["list_feedback, every filter"][0]] == ["f1"]
+    # A cursor's time without offset is UTC: every vote came before 2100-01-01.
+    assert [f.id for f in first["list_feedback, next page"][0]] == ["f3", "f2", "f1"]
 
 
 async def test_a_read_of_nothing_found_answers_not_found_both_ways(
