@@ -285,8 +285,9 @@ async def test_unknown_and_sdk_fields_are_kept_not_refused(client: httpx.AsyncCl
 # Query strings and paths
 
 
-# A cursor whose time, moved to UTC, falls after 9999-12-31: a 500 from the driver before.
+# Cursors whose time, moved to UTC, falls outside the calendar: a 500 from the driver before.
 OUT_OF_CALENDAR = cursors.encode("feedback", "9999-12-31T23:00:00-05:00", "f")
+BEFORE_CALENDAR = cursors.encode("trace", "0001-01-01T00:00:00+05:00", "t")
 QUERY_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("/api/feedback", {"score": 2}, "score", "less than or equal to 1"),
     ("/api/feedback", {"score": "abc"}, "score", "integer"),
@@ -302,6 +303,7 @@ QUERY_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("/api/feedback", {"page": 2}, "page", "unknown field"),
     ("/api/traces", {"limit": 0}, "limit", "greater than"),
     ("/api/traces", {"cursor": "%%%"}, "cursor", "not a cursor"),
+    ("/api/traces", {"cursor": BEFORE_CALENDAR}, "cursor", "not a cursor"),
     ("/api/traces", {"prompt_version": -1}, "prompt_version", "greater than"),
     ("/api/traces", {"score": 1}, "score", "unknown field"),
     ("/api/feedback/summary", {"model": "gpt-4.1"}, "model", "unknown field"),

@@ -225,8 +225,9 @@ class Precompiled:
         compiled = self._statement.compile(dialect=dialect)
         binds = compiled.bind_names.items()  # each bound value and its name in the text
         for bind, name in binds:
-            if bind.expanding:  # its placeholders are written at each execution, not here
-                raise ValueError(f"{name}: a list of values, which the text cannot hold")
+            # Their placeholders (or values) are written into the text at each execution.
+            if bind.expanding or bind.literal_execute:
+                raise ValueError(f"{name}: a value written at execution, which the text lacks")
         processors = {
             name: process
             for bind, name in binds

@@ -154,7 +154,7 @@ async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
     page, after = first["list_feedback"]
     assert [f.id for f in page] == ["f3", "f2"] and after is not None
     assert [f.id for f in first["list_feedback, every filter"][0]] == ["f1"]
-    # A cursor's time without offset is UTC: every vote came before 2100-01-01.
+    # A cursor written without an offset pages too: every vote came before 2100-01-01.
     assert [f.id for f in first["list_feedback, next page"][0]] == ["f3", "f2", "f1"]
 
 

@@ -4,6 +4,7 @@ caller's values and its own constants bound in the compiled order."""
 import contextlib
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Text, bindparam, literal, select
@@ -78,11 +79,17 @@ def test_converts_a_value_the_driver_cannot_take_as_it_is() -> None:
     assert [value.utcoffset() for value in values] == [timedelta(0)] * 3
 
 
-def test_refuses_a_list_of_values() -> None:
-    """An expanding IN list gets its placeholders at each execution; compiled text has none."""
-    listed = Precompiled(select(literal(1)).where(literal(1).in_(bindparam("ids", expanding=True))))
-    with pytest.raises(ValueError, match="ids: a list of values, which the text cannot hold"):
-        listed.bound(sqlite.dialect(), {"ids": [1]})
+@pytest.mark.parametrize(
+    "value",
+    [bindparam("v", expanding=True), bindparam("v", 3, literal_execute=True)],
+    ids=["expanding list", "literal at execution"],
+)
+def test_refuses_a_value_written_into_the_text_at_execution(value: Any) -> None:
+    """An expanding IN list, or a value rendered in line, is written into the statement at
+    each execution: the compiled text holds only a marker for it."""
+    statement = Precompiled(select(literal(1)).where(literal(1).in_(value)))
+    with pytest.raises(ValueError, match="v: a value written at execution, which the text lacks"):
+        statement.bound(sqlite.dialect(), {"v": [1]})
 
 
 async def test_a_converted_value_finds_its_row_without_the_engine(db: Database) -> None:

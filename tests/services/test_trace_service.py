@@ -344,6 +344,29 @@ async def test_list_traces_filters_and_pages_without_gaps(db: Database) -> None:
     assert seen == [f"t{i}" for i in reversed(range(7))]
 
 
+@pytest.mark.parametrize("offset", [UTC, timezone(timedelta(hours=2)), None])
+async def test_a_cursor_pages_the_same_whatever_offset_its_time_is_written_in(
+    db: Database, offset: timezone | None
+) -> None:
+    """A time without offset is UTC, as every stored one; on SQLite, where times are compared
+    as text, one written in another offset used to page from the wrong place."""
+    o = org()
+    await ingest(
+        db,
+        o,
+        *(
+            {"trace_id": f"t{i}", "model": "m", "timestamp": (T0 + timedelta(hours=i)).isoformat()}
+            for i in range(3)
+        ),
+    )
+    at = (T0 + timedelta(hours=1)).astimezone(offset or UTC)
+    written = at.isoformat() if offset else at.replace(tzinfo=None).isoformat()
+    page, _ = await traces.list_traces(
+        db, org_id=o, filters=TraceFilter(), limit=5, cursor=encode("trace", written, "t1")
+    )
+    assert [t.trace_id for t in page] == ["t0"]
+
+
 async def test_foreign_cursor_is_invalid_input(db: Database) -> None:
     with pytest.raises(InvalidInput) as info:
         await traces.list_traces(
