@@ -269,8 +269,10 @@ def _apply(dialect: str) -> Precompiled:
     The levels cascade: the finest buckets are summed from the delta's rows, each coarser level
     from the one below and the totals from the days, so each sort sees the rows of the level
     below, already folded, rather than every delta row once per level (a rebuild's delta holds
-    several rows per voted trace). Feedback whose trace is unknown has no time: it is only in
-    the totals (bucket -1), which no time window reads.
+    several rows per voted trace). Keys whose before and after images cancel leave at the
+    finest level, before any coarser one sorts them: about 40 % of the finest rows of votes on
+    traces already stored. Feedback whose trace is unknown has no time: it is only in the
+    totals (bucket -1), which no time window reads.
     """
     folded = _fold(_delta, lambda c: c.dim, lambda c: c.bucket)
     finest = folded.having(_nonzero(_sums(_delta))).cte("finest")
