@@ -93,7 +93,9 @@ async def import_history(
         async with _indexes_built_after(conn, enabled=new_org):
             for chunk in _chunks(events, chunk_size):
                 ingestion = traces_service.prepare(org_id, chunk, now)
-                await maintenance.retract(traces_of=traces_service.touches([ingestion]))
+                await maintenance.retract(
+                    traces_of=traces_service.touches([ingestion]), adds_votes=False
+                )
                 [accepted] = await traces_service.write(conn, [ingestion])
                 calls += accepted
                 duplicates += len(chunk) - accepted

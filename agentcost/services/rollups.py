@@ -366,12 +366,16 @@ class Maintenance:
     ``retract`` takes the contribution of each trace a step is about to touch, once per trace
     however many steps touch it; ``finish`` adds back the final contributions of all of them and
     upserts the net. A bulk import thus pays once per trace, not once per chunk, and nothing at
-    all for an organisation ``begin_new`` found without rows.
+    all for an organisation ``begin_new`` found without rows. A trace found without votes by a
+    step that adds none (trace events) has no contribution after it either, so unless a later
+    step may add votes to it, ``finish`` leaves it out: most trace events then cost no after
+    image and no apply.
     """
 
     def __init__(self, conn: AsyncConnection, *, apply_every: int | None = APPLY_EVERY) -> None:
         self.conn = conn
         self._touched: dict[str, set[str]] = {}
+        self._voteless: dict[str, set[str]] = {}  # touched, without votes before or since
         self._new: set[str] = set()  # orgs without rows before the write: imaged whole at the end
         self._apply_every = apply_every
         self._in_delta = 0  # rows in the delta table, not yet applied
@@ -395,9 +399,11 @@ class Maintenance:
         *,
         traces_of: Iterable[tuple[str, str]] = (),
         feedback_of: Iterable[tuple[str, str]] = (),
+        adds_votes: bool = True,
     ) -> None:
         """Before a write: (org, trace id) pairs it touches, and (org, feedback id) pairs whose
-        current trace it may move votes away from.
+        current trace it may move votes away from; ``adds_votes`` false for a write that adds,
+        moves or changes no feedback.
 
         One write may hold several organisations' rows (a group commit); orgs are locked in
         order, so two writers never wait on each other's locks in opposite orders.
@@ -421,44 +427,58 @@ class Maintenance:
                     {"org_id": org_id, "feedback_ids": json_array(feedback_ids[org_id])},
                 )
                 ids.update(found.scalars())
+            voteless = self._voteless.setdefault(org_id, set())
+            if adds_votes:
+                voteless -= ids
             ids -= touched
             if ids:
                 touched |= ids
-                await self._record(-1, org_id, sorted(ids))
+                without_votes = await self._record(-1, org_id, sorted(ids))
+                if not adds_votes:
+                    voteless.update(without_votes)
 
     async def finish(self) -> None:
         """After the last write: the touched traces' new contributions, and the net upserted."""
-        for org_id, ids in self._touched.items():
+        for org_id, touched in self._touched.items():
+            ids = touched - self._voteless.get(org_id, set())
             if ids:
                 await self._record(1, org_id, sorted(ids))
         for org_id in self._new:
             await self._record(1, org_id, None)
         await self._flush()
         self._touched.clear()
+        self._voteless.clear()
         self._new.clear()
 
-    async def _record(self, sign: int, org_id: str, trace_ids: list[str] | None) -> None:
-        """Images of the org's traces in ``trace_ids``, or of all of them."""
+    async def _record(self, sign: int, org_id: str, trace_ids: list[str] | None) -> list[str]:
+        """Images of the org's traces in ``trace_ids``, or of all of them; returns ids of
+        ``trace_ids`` known to have no votes (an image adds a row per voted trace, so a part
+        that added none had none)."""
         if not self._delta_ready:
             await self.conn.exec_driver_sql(_create_delta(self.conn.dialect.name))
             self._delta_ready = True
         if trace_ids is None:
             await self._recorded(await _record(sign, False).run(self.conn, {"org_id": org_id}))
-            return
+            return []
+        without_votes = []
         # Bounded lists: PostgreSQL matches ids against the whole array for each row it reads.
         for start in range(0, len(trace_ids), _IDS_PER_IMAGE):
             chunk = trace_ids[start : start + _IDS_PER_IMAGE]
             recorded = await _record(sign, True).run(
                 self.conn, {"org_id": org_id, "trace_ids": json_array(chunk)}
             )
-            await self._recorded(recorded)
+            if not await self._recorded(recorded):
+                without_votes += chunk
+        return without_votes
 
-    async def _recorded(self, recorded: Any) -> None:
-        # Traces without votes add no row: a write of new traces then applies nothing.
-        # A driver that cannot count (-1) is taken to have added some.
-        self._in_delta += recorded.rowcount if recorded.rowcount >= 0 else 1
+    async def _recorded(self, recorded: Any) -> int:
+        """Counts the rows an image added; returns their number. A driver that cannot count
+        (-1) is taken to have added some, so their traces are never taken for voteless."""
+        added = recorded.rowcount if recorded.rowcount >= 0 else 1
+        self._in_delta += added
         if self._apply_every is not None and self._in_delta >= self._apply_every:
             await self._flush()
+        return added
 
     async def _flush(self) -> None:
         """Upsert the delta so far and empty it. Sums commute, so applying the before images
@@ -478,10 +498,11 @@ async def maintained(
     *,
     traces_of: Iterable[tuple[str, str]] = (),
     feedback_of: Iterable[tuple[str, str]] = (),
+    adds_votes: bool = True,
 ) -> AsyncIterator[None]:
     """Keep roll-ups current across the write in the block (see ``Maintenance.retract``)."""
     maintenance = Maintenance(conn)
-    await maintenance.retract(traces_of=traces_of, feedback_of=feedback_of)
+    await maintenance.retract(traces_of=traces_of, feedback_of=feedback_of, adds_votes=adds_votes)
     yield
     await maintenance.finish()
 

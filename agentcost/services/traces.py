@@ -257,7 +257,7 @@ def prepare(org_id: str, events: Sequence[TraceEvent], now: datetime) -> Ingesti
 
 async def store(conn: AsyncConnection, ingestions: Sequence[Ingestion]) -> list[int]:
     """Store several ingest calls' calls (a group commit), roll-ups kept current."""
-    async with rollups.maintained(conn, traces_of=touches(ingestions)):
+    async with rollups.maintained(conn, traces_of=touches(ingestions), adds_votes=False):
         return await write(conn, ingestions)
 
 

@@ -379,9 +379,9 @@ async def test_a_new_organisation_is_imaged_once_an_existing_one_per_touched_tra
 
     async def recorded(
         self: rollups.Maintenance, sign: int, org_id: str, trace_ids: list[str] | None
-    ) -> None:
+    ) -> list[str]:
         images.append((sign, org_id, trace_ids))
-        await record(self, sign, org_id, trace_ids)
+        return await record(self, sign, org_id, trace_ids)
 
     monkeypatch.setattr(rollups.Maintenance, "_record", recorded)
     events, votes = history(4)

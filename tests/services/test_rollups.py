@@ -280,3 +280,49 @@ async def test_a_write_of_many_traces_applies_its_delta_in_parts(db: Database) -
     async with db.write() as conn:
         await conn.run_sync(rollups.rebuild, org)
     assert maintained == await stored(db, org)
+
+
+async def test_trace_events_after_image_only_traces_that_may_hold_votes(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace without votes contributes nothing before or after a trace event, so the event
+    costs no after image, unless a later step of the same transaction may add votes to it."""
+    images: list[tuple[int, list[str] | None]] = []
+    record = rollups.Maintenance._record
+
+    async def recorded(
+        self: rollups.Maintenance, sign: int, org_id: str, trace_ids: list[str] | None
+    ) -> list[str]:
+        images.append((sign, trace_ids))
+        return await record(self, sign, org_id, trace_ids)
+
+    monkeypatch.setattr(rollups.Maintenance, "_record", recorded)
+    org = f"o-{uuid.uuid4().hex[:8]}"
+
+    def event(trace_id: str, call_id: str) -> TraceEvent:
+        return TraceEvent(trace_id=trace_id, call_id=call_id, model="m-big", cost=0.5, timestamp=T0)
+
+    await traces.ingest(db, org_id=org, events=[event("t1", "c1"), event("t2", "c1")])
+    assert images == [(-1, ["t1", "t2"])]
+    await feedback.submit(db, org_id=org, items=[FeedbackCreate(trace_id="t1", score=1)])
+    images.clear()
+    await traces.ingest(db, org_id=org, events=[event("t1", "c2")])
+    await traces.ingest(db, org_id=org, events=[event("t2", "c2")])
+    assert images == [(-1, ["t1"]), (1, ["t1"]), (-1, ["t2"])]
+
+    images.clear()
+    async with db.write() as conn:
+        maintenance = rollups.Maintenance(conn)
+        await maintenance.retract(traces_of=[(org, "t2")], adds_votes=False)
+        await traces.write(conn, [traces.prepare(org, [event("t2", "c3")], utcnow())])
+        vote = feedback.prepare(org, [FeedbackCreate(trace_id="t2", score=-1)], utcnow())
+        await maintenance.retract(**feedback.touches([vote]))
+        await feedback.write(conn, [vote])
+        await maintenance.finish()
+    assert images == [(-1, ["t2"]), (1, ["t2"])]
+    maintained = await stored(db, org)
+    dims = {row[list(rollups.rollups.c.keys()).index("dim")] for row in maintained}
+    assert {"all", "model"} <= dims
+    async with db.write() as conn:
+        await conn.run_sync(rollups.rebuild, org)
+    assert maintained == await stored(db, org)
