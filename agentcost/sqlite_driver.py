@@ -65,8 +65,8 @@ _PROGRESS_STEPS = 2_000
 # every time); every this many runs it tries the loop again, and one that keeps within the
 # budget is forgotten.
 RETRY_INLINE = 64
-# Statements an engine remembers as slow, oldest forgotten first; the service has some
-# dozens of statement shapes.
+# Statements an engine remembers as slow, the least recently run forgotten first; the service
+# has some dozens of statement shapes, and the feedback listing one per set of filters.
 _SLOW_STATEMENTS = 256
 # What an inline read may meet that its thread would get past: the budget, or a lock held by
 # another connection (which the thread waits for, as busy_timeout says, and the loop may not).
@@ -195,10 +195,10 @@ class SlowStatements:
     def tries_inline(self, operation: str) -> bool:
         """Whether a statement starts in the loop's thread: not one slow there lately, but that
         one again every ``RETRY_INLINE`` runs, as its cost varies with its parameters."""
-        runs = self._runs.get(operation)
+        runs = self._runs.pop(operation, None)
         if runs is None:
             return True
-        self._runs[operation] = runs + 1
+        self._runs[operation] = runs + 1  # reinserted: the most recently run
         return (runs + 1) % RETRY_INLINE == 0
 
     def is_slow(self, operation: str) -> bool:
@@ -210,7 +210,7 @@ class SlowStatements:
             self._runs.pop(operation, None)
             return
         if operation not in self._runs and len(self._runs) >= _SLOW_STATEMENTS:
-            del self._runs[next(iter(self._runs))]
+            del self._runs[next(iter(self._runs))]  # the least recently run
         self._runs[operation] = 0
 
 

@@ -471,3 +471,16 @@ def _names_in(path: Path) -> set[str]:
             return {name for (name,) in conn.execute("SELECT name FROM t")}
         except sqlite3.OperationalError:  # not even the table reached the file yet
             return set()
+
+
+def test_slow_statements_forget_the_least_recently_run_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_driver, "_SLOW_STATEMENTS", 2)
+    slow = sqlite_driver.SlowStatements()
+    slow.ran_inline("first", within_budget=False)
+    slow.ran_inline("second", within_budget=False)
+    assert not slow.tries_inline("first")  # run again (in the thread): now the most recent
+    slow.ran_inline("third", within_budget=False)
+    assert [slow.is_slow(s) for s in ("first", "second", "third")] == [True, False, True]
+    assert slow.tries_inline("second")  # forgotten: tried in the loop again
