@@ -5,6 +5,7 @@ source, user and tag are feedback attributes. Analytics windows select traces by
 time, listings of feedback by the feedback's ``created_at``.
 """
 
+from collections.abc import Collection
 from datetime import UTC as UTC_ZONE
 from datetime import datetime
 from enum import StrEnum
@@ -18,10 +19,10 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, Float, and_, bindparam, exists, func, select
 
 from agentcost.models import FeedbackSource, Identifier, Name, Tag, as_utc
-from agentcost.services.sql import feedback, json_array_contains, traces
+from agentcost.services.sql import feedback, json_array_contains, param, traces
 
 LATEST = datetime(9999, 12, 31, tzinfo=UTC_ZONE)
 
@@ -137,32 +138,38 @@ def trace_window(since: Any, until: Any) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def trace_conditions(f: TraceFilter) -> list[ColumnElement[bool]]:
-    conditions = trace_window(f.since, f.until)
-    for column, value in (
-        (traces.c.project, f.project),
-        (traces.c.model, f.model),
-        (traces.c.prompt_id, f.prompt_id),
-        (traces.c.prompt_version, f.prompt_version),
-    ):
-        if value is not None:
-            conditions.append(column == value)
+# The columns a TraceFilter's fields of the same names compare for equality.
+_TRACE_ATTRIBUTES = (traces.c.project, traces.c.model, traces.c.prompt_id, traces.c.prompt_version)
+# Names in a listing's shape for ``ScoreFilter.has_feedback``, which changes the statement
+# rather than a value in it.
+VOTED, UNVOTED = "voted", "unvoted"
+
+
+def trace_conditions(given: Collection[str]) -> list[ColumnElement[bool]]:
+    """The conditions of a TraceFilter's ``given`` fields, each value a bound parameter of its
+    field's name: a listing builds its statement once per set of given fields."""
+    conditions = trace_window(param("since", "since" in given), param("until", "until" in given))
+    for column in _TRACE_ATTRIBUTES:
+        if column.name in given:
+            conditions.append(column == bindparam(column.name))
     return conditions
 
 
-def score_conditions(f: ScoreFilter) -> list[ColumnElement[bool]]:
-    """Conditions on traces by their own votes (same org, same trace), as correlated subqueries."""
+def score_conditions(given: Collection[str]) -> list[ColumnElement[bool]]:
+    """Conditions on traces by their own votes (same org, same trace), as correlated subqueries:
+    ``VOTED`` or ``UNVOTED``, and the bounds ``min_score`` and ``max_score`` as bound parameters
+    of those names when given."""
     same_trace = (feedback.c.org_id == traces.c.org_id, feedback.c.trace_id == traces.c.trace_id)
     conditions: list[ColumnElement[bool]] = []
-    if f.has_feedback is not None:
+    if VOTED in given or UNVOTED in given:
         voted = exists().where(*same_trace)
-        conditions.append(voted if f.has_feedback else ~voted)
-    if f.min_score is not None or f.max_score is not None:
+        conditions.append(voted if VOTED in given else ~voted)
+    if "min_score" in given or "max_score" in given:
         mean = select(func.avg(feedback.c.score)).where(*same_trace).scalar_subquery()
-        if f.min_score is not None:
-            conditions.append(mean >= f.min_score)
-        if f.max_score is not None:
-            conditions.append(mean <= f.max_score)
+        if "min_score" in given:
+            conditions.append(mean >= bindparam("min_score", type_=Float))
+        if "max_score" in given:
+            conditions.append(mean <= bindparam("max_score", type_=Float))
     return conditions
 
 

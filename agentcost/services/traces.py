@@ -12,7 +12,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Text, and_, bindparam, case, exists, func, or_, select, tuple_
+from sqlalchemy import Integer, Text, and_, bindparam, case, exists, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agentcost import pricing
@@ -27,6 +27,8 @@ from agentcost.models import (
 )
 from agentcost.services import cursors, rollups
 from agentcost.services.filters import (
+    UNVOTED,
+    VOTED,
     ScoreFilter,
     TraceFilter,
     TraceOrder,
@@ -43,7 +45,6 @@ from agentcost.services.sql import (
     json_array,
     json_merge,
     of_traces,
-    records,
     trace_params,
     traces,
 )
@@ -359,25 +360,69 @@ async def list_traces(
     ``scores`` narrows by the traces' votes. A cursor belongs to one order: one issued for the
     other order is an input error rather than a silently wrong page.
     """
-    stmt = select(traces).where(traces.c.org_id == org_id, *trace_conditions(filters))
+    values = filters.model_dump(exclude_none=True)
+    markers: set[str] = set()
     if scores is not None:
-        stmt = stmt.where(*score_conditions(scores))
-    if order is TraceOrder.COST:
-        stmt = _after_cost_cursor(stmt, cursor).order_by(
-            traces.c.cost.desc().nulls_last(), traces.c.trace_id.desc()
-        )
-    else:
-        if cursor is not None:
-            started, trace_id = cursors.decode(_TRACE_CURSOR, cursor, sort_type=datetime)
-            stmt = stmt.where(
-                tuple_(traces.c.started_at, traces.c.trace_id) < tuple_(started, trace_id)
-            )
-        stmt = stmt.order_by(traces.c.started_at.desc(), traces.c.trace_id.desc())
-    async with db.read() as conn:
-        rows = list(records(await conn.execute(stmt.limit(limit + 1))))
+        values |= scores.model_dump(include={"min_score", "max_score"}, exclude_none=True)
+        if scores.has_feedback is not None:
+            markers.add(VOTED if scores.has_feedback else UNVOTED)
+    if cursor is not None:
+        values |= _after(cursor, order)
+        if order is TraceOrder.COST and "after_cost" not in values:
+            markers.add(_AFTER_UNKNOWN_COST)
+    listing = _listing(frozenset(values.keys() | markers), order)
+    rows = await listing.rows(db, values | {"org_id": org_id, "limit": limit + 1})
     page = [trace_public(r) for r in rows[:limit]]
     next_cursor = trace_cursor(page[-1], order) if len(rows) > limit else None
     return page, next_cursor
+
+
+_AFTER_UNKNOWN_COST = "after_unknown_cost"  # a cost cursor at a trace of unknown cost
+
+
+def _after(cursor: str, order: TraceOrder) -> dict[str, Any]:
+    """The keyset values of a cursor, named as ``_listing`` binds them."""
+    if order is TraceOrder.COST:
+        cost, trace_id = cursors.decode(_COST_CURSOR, cursor, sort_type=float)
+        return (
+            {"after_id": trace_id} if cost is None else {"after_cost": cost, "after_id": trace_id}
+        )
+    started, trace_id = cursors.decode(_TRACE_CURSOR, cursor, sort_type=datetime)
+    return {"after_started": started, "after_id": trace_id}
+
+
+@cache
+def _listing(given: frozenset[str], order: TraceOrder) -> Precompiled:
+    """The listing's statement for one set of given filters, cursor values and markers, built
+    once and read without the engine, as the feedback listing's (``feedback._listing``): at
+    most a few thousand shapes, of which clients use a handful."""
+    stmt = select(traces).where(
+        traces.c.org_id == bindparam("org_id"), *trace_conditions(given), *score_conditions(given)
+    )
+    # Typed: a bound value in a tuple comparison gets no type from its column.
+    after_id = bindparam("after_id", type_=traces.c.trace_id.type)
+    if order is TraceOrder.COST:
+        cost = traces.c.cost
+        if _AFTER_UNKNOWN_COST in given:
+            stmt = stmt.where(cost.is_(None), traces.c.trace_id < after_id)
+        elif "after_cost" in given:
+            after_cost = bindparam("after_cost", type_=cost.type)
+            stmt = stmt.where(
+                or_(
+                    cost < after_cost,
+                    and_(cost == after_cost, traces.c.trace_id < after_id),
+                    cost.is_(None),
+                )
+            )
+        stmt = stmt.order_by(cost.desc().nulls_last(), traces.c.trace_id.desc())
+    else:
+        if "after_started" in given:
+            after_started = bindparam("after_started", type_=traces.c.started_at.type)
+            stmt = stmt.where(
+                tuple_(traces.c.started_at, traces.c.trace_id) < tuple_(after_started, after_id)
+            )
+        stmt = stmt.order_by(traces.c.started_at.desc(), traces.c.trace_id.desc())
+    return Precompiled(stmt.limit(bindparam("limit", type_=Integer)))
 
 
 def trace_cursor(trace: TracePublic, order: TraceOrder = TraceOrder.TIME) -> str:
@@ -385,22 +430,6 @@ def trace_cursor(trace: TracePublic, order: TraceOrder = TraceOrder.TIME) -> str
     if order is TraceOrder.COST:
         return cursors.encode(_COST_CURSOR, trace.cost, trace.trace_id)
     return cursors.encode(_TRACE_CURSOR, trace.started_at, trace.trace_id)
-
-
-def _after_cost_cursor(stmt: Any, cursor: str | None) -> Any:
-    """Rows after the cursor in (cost DESC NULLS LAST, trace_id DESC) order."""
-    if cursor is None:
-        return stmt
-    cost, trace_id = cursors.decode(_COST_CURSOR, cursor, sort_type=float)
-    if cost is None:
-        return stmt.where(traces.c.cost.is_(None), traces.c.trace_id < trace_id)
-    return stmt.where(
-        or_(
-            traces.c.cost < cost,
-            and_(traces.c.cost == cost, traces.c.trace_id < trace_id),
-            traces.c.cost.is_(None),
-        )
-    )
 
 
 async def get_calls(

@@ -15,7 +15,7 @@ from agentcost.db import Database
 from agentcost.errors import NotFound
 from agentcost.models import FeedbackCreate, FeedbackSource, TraceEvent
 from agentcost.services import cursors, feedback, quality, sql, traces
-from agentcost.services.filters import FeedbackFilter
+from agentcost.services.filters import FeedbackFilter, ScoreFilter, TraceFilter, TraceOrder
 from agentcost.services.sql import Precompiled, of_traces, trace_params
 
 pytestmark = pytest.mark.anyio
@@ -65,6 +65,39 @@ READS: dict[str, Callable[[Database], Awaitable[Any]]] = {
         filters=FeedbackFilter(),
         limit=5,
         cursor=cursors.encode("feedback", LATER.replace(tzinfo=None).isoformat(), "zz"),
+    ),
+    "list_traces, every filter": lambda db: traces.list_traces(
+        db,
+        org_id=ORG,
+        filters=TraceFilter(project="default", model="m-a", prompt_id="p", since=WHEN, until=LATER),
+        scores=ScoreFilter(min_score=-0.5, max_score=0.5, has_feedback=True),
+        limit=5,
+    ),
+    "list_traces, without votes": lambda db: traces.list_traces(
+        db, org_id=ORG, filters=TraceFilter(), scores=ScoreFilter(has_feedback=False), limit=5
+    ),
+    "list_traces, next page": lambda db: traces.list_traces(
+        db,
+        org_id=ORG,
+        filters=TraceFilter(),
+        limit=1,
+        cursor=cursors.encode("trace", LATER.replace(tzinfo=None).isoformat(), "zz"),
+    ),
+    "list_traces by cost, next page": lambda db: traces.list_traces(
+        db,
+        org_id=ORG,
+        filters=TraceFilter(),
+        limit=5,
+        order=TraceOrder.COST,
+        cursor=cursors.encode("trace-cost", 1.0, "zz"),
+    ),
+    "list_traces by cost, after an unknown cost": lambda db: traces.list_traces(
+        db,
+        org_id=ORG,
+        filters=TraceFilter(),
+        limit=5,
+        order=TraceOrder.COST,
+        cursor=cursors.encode("trace-cost", None, "zz"),
     ),
 }
 
@@ -156,6 +189,17 @@ async def test_each_read_answers_the_same_in_the_loop_and_through_the_engine(
     assert [f.id for f in first["list_feedback, every filter"][0]] == ["f1"]
     # A cursor written without an offset pages too: every vote came before 2100-01-01.
     assert [f.id for f in first["list_feedback, next page"][0]] == ["f3", "f2", "f1"]
+
+    def listed(name: str) -> tuple[list[str], bool]:
+        page, after = first[name]
+        return [t.trace_id for t in page], after is not None
+
+    # t1's votes average 0; t2 has none, no cost and the newer time.
+    assert listed("list_traces, every filter") == (["t1"], False)
+    assert listed("list_traces, without votes") == (["t2"], False)
+    assert listed("list_traces, next page") == (["t2"], True)
+    assert listed("list_traces by cost, next page") == (["t1", "t2"], False)
+    assert listed("list_traces by cost, after an unknown cost") == (["t2"], False)
 
 
 async def test_a_read_of_nothing_found_answers_not_found_both_ways(
