@@ -347,6 +347,9 @@ class FeedbackUpdate(_Input):
         return value
 
 
+# Prompt versions have at most nine digits, as ingestion takes them: every one fits the column's
+# INTEGER on both databases.
+PROMPT_VERSIONS = 10**9
 _VERSION = re.compile(r"^[vV]?(\d{1,9})$")
 
 
@@ -354,7 +357,7 @@ def _prompt_version(value: Any) -> int | None:
     """SDKs send versions as 3, "3" or "v3"; all mean version 3."""
     if value is None:
         return None
-    if type(value) is int and 0 <= value < 10**9:
+    if type(value) is int and 0 <= value < PROMPT_VERSIONS:
         return value
     if isinstance(value, str) and (match := _VERSION.match(value.strip())):
         return int(match.group(1))

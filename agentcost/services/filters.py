@@ -21,7 +21,7 @@ from pydantic import (
 )
 from sqlalchemy import ColumnElement, Float, and_, bindparam, exists, func, select
 
-from agentcost.models import FeedbackSource, Identifier, Name, Tag, as_utc
+from agentcost.models import PROMPT_VERSIONS, FeedbackSource, Identifier, Name, Tag, as_utc
 from agentcost.services.sql import feedback, json_array_contains, param, traces
 
 LATEST = datetime(9999, 12, 31, tzinfo=UTC_ZONE)
@@ -75,7 +75,7 @@ class TraceFilter(_Filter):
     project: Name | None = None
     model: Name | None = None
     prompt_id: Name | None = None
-    prompt_version: int | None = Field(default=None, ge=0)
+    prompt_version: int | None = Field(default=None, ge=0, lt=PROMPT_VERSIONS)
 
 
 class TraceOrder(StrEnum):

@@ -143,6 +143,11 @@ async def test_trace_filters(gql_data: Any, filter_: dict[str, Any], expected: l
             "since must be earlier than until",
         ),
         ({"filter": {"project": ""}}, "project", "String should have at least 1 character"),
+        (
+            {"filter": {"promptVersion": 1_000_000_000}},
+            "prompt_version",
+            "Input should be less than 1000000000",
+        ),
     ],
 )
 async def test_bad_trace_arguments_are_user_errors(
