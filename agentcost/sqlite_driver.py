@@ -66,7 +66,7 @@ _PROGRESS_STEPS = 2_000
 # budget is forgotten.
 RETRY_INLINE = 64
 # Statements an engine remembers as slow, the least recently run forgotten first; the service
-# has some dozens of statement shapes, and the feedback listing one per set of filters.
+# has some dozens of statement shapes, and the two listings one per set of filters.
 _SLOW_STATEMENTS = 256
 # What an inline read may meet that its thread would get past: the budget, or a lock held by
 # another connection (which the thread waits for, as busy_timeout says, and the loop may not).

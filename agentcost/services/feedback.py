@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Integer, Text, bindparam, delete, select, tuple_, update
@@ -28,6 +28,7 @@ from agentcost.services.attribution import attributed_model, join_attribution
 from agentcost.services.filters import FeedbackFilter, feedback_attribute_conditions
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
+    LISTING_SHAPES,
     BulkInsert,
     Precompiled,
     feedback,
@@ -308,12 +309,12 @@ async def list_feedback(
     return page, next_cursor
 
 
-@cache
+@lru_cache(maxsize=LISTING_SHAPES)
 def _listing(given: frozenset[str]) -> Precompiled:
-    """The listing's statement for one set of given filters, built once: building it and
-    having SQLAlchemy hash it took a sixth of a page's time on SQLite, and as a ``Precompiled``
-    read it skips the engine, which took over a third (on PostgreSQL four round trips, one
-    now)."""
+    """The listing's statement for one set of given filters, built once (while among the
+    ``LISTING_SHAPES`` sets used last): building it and having SQLAlchemy hash it took a sixth
+    of a page's time on SQLite, and as a ``Precompiled`` read it skips the engine, which took
+    over a third (on PostgreSQL four round trips, one now)."""
     stmt = select(feedback).where(
         feedback.c.org_id == bindparam("org_id"),
         *feedback_attribute_conditions(

@@ -22,6 +22,11 @@ calls: Table = Call.__table__  # type: ignore[attr-defined]
 feedback: Table = Feedback.__table__  # type: ignore[attr-defined]
 
 
+# Statements a listing keeps built (one per set of given filters, ``functools.lru_cache``):
+# clients use a handful of the thousands of sets, each about 20 kB once compiled.
+LISTING_SHAPES = 128
+
+
 def param(name: str, wanted: bool = True) -> Any:
     """A bound value of a statement built once per shape of request, or None where the shape
     leaves that filter out (the filter helpers then leave out its condition)."""

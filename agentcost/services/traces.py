@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Integer, Text, and_, bindparam, case, exists, func, or_, select, tuple_
@@ -37,6 +37,7 @@ from agentcost.services.filters import (
 )
 from agentcost.services.ids import time_ordered_uuids
 from agentcost.services.sql import (
+    LISTING_SHAPES,
     BulkInsert,
     Precompiled,
     calls,
@@ -360,7 +361,7 @@ async def list_traces(
     ``scores`` narrows by the traces' votes. A cursor belongs to one order: one issued for the
     other order is an input error rather than a silently wrong page.
     """
-    values = filters.model_dump(exclude_none=True)
+    values = filters.model_dump(include=_FILTER_FIELDS, exclude_none=True)
     markers: set[str] = set()
     if scores is not None:
         values |= scores.model_dump(include={"min_score", "max_score"}, exclude_none=True)
@@ -377,6 +378,9 @@ async def list_traces(
     return page, next_cursor
 
 
+# TraceFilter's own fields: an adapter's subclass (REST's query adds limit and cursor) would
+# otherwise make another shape of the same statement, or bind a value by a name it uses.
+_FILTER_FIELDS = set(TraceFilter.model_fields)
 _AFTER_UNKNOWN_COST = "after_unknown_cost"  # a cost cursor at a trace of unknown cost
 
 
@@ -391,11 +395,12 @@ def _after(cursor: str, order: TraceOrder) -> dict[str, Any]:
     return {"after_started": started, "after_id": trace_id}
 
 
-@cache
+@lru_cache(maxsize=LISTING_SHAPES)
 def _listing(given: frozenset[str], order: TraceOrder) -> Precompiled:
     """The listing's statement for one set of given filters, cursor values and markers, built
-    once and read without the engine, as the feedback listing's (``feedback._listing``): at
-    most a few thousand shapes, of which clients use a handful."""
+    once and read without the engine, as the feedback listing's (``feedback._listing``); kept
+    for the ``LISTING_SHAPES`` sets used last, so a caller cycling through the few thousand
+    possible sets cannot grow the process."""
     stmt = select(traces).where(
         traces.c.org_id == bindparam("org_id"), *trace_conditions(given), *score_conditions(given)
     )

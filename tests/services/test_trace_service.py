@@ -459,3 +459,20 @@ async def test_stored_values_come_back_exactly_as_sent(db: Database) -> None:
     assert trace.cost == 0.1 + 0.2 and trace.input_tokens == 999_999_999_999
     assert trace.started_at == trace.ended_at == sent
     assert trace.metadata == call.metadata
+
+
+async def test_an_adapters_filter_subclass_shares_the_listings_statement(db: Database) -> None:
+    """REST's query model adds paging fields to TraceFilter; they are no filters, so its
+    listing runs the statement the same filters make through any adapter."""
+
+    class Query(TraceFilter):
+        limit: int = 7
+        cursor: str | None = None
+
+    o = org()
+    await ingest(db, o, {"trace_id": "t1", "model": "m", "project": "web"})
+    traces._listing.cache_clear()
+    for filters in (TraceFilter(project="web"), Query(project="web")):
+        page, _ = await traces.list_traces(db, org_id=o, filters=filters, limit=5)
+        assert [t.trace_id for t in page] == ["t1"]
+    assert traces._listing.cache_info().currsize == 1
