@@ -8,12 +8,23 @@ from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from graphql import DocumentNode, GraphQLError, OperationType, execute, get_operation_ast
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    get_operation_ast,
+)
 from pydantic_core import from_json, to_json
 from starlette.requests import Request
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.execution import optimized_is_awaitable
+from strawberry.http import GraphQLRequestData
+
+# The view's own names: its answer to this exception is the 400 of a bad request.
+from strawberry.http.async_base_view import AsyncHTTPRequestAdapter, HTTPException
 from strawberry.http.parse_content_type import parse_content_type
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET
@@ -66,6 +77,18 @@ class AgentCostGraphQL(GraphQL[Context, None]):
             if plain is not None:
                 return await self._run_plain(request, context, plain)
         return await super().run(request, context, root_value)
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """Strawberry's, and a request error for a document of several operations without
+        ``operationName``, as the GraphQL spec's GetOperation requires (Strawberry ran the
+        first), in the words and status Strawberry gives an unknown operation name."""
+        data = await super().parse_http_body(request)
+        for item in data if isinstance(data, list) else [data]:
+            if item.operation_name is None and item.query and _operations(item.query) > 1:
+                raise HTTPException(400, MULTIPLE_OPERATIONS)
+        return data
 
     async def _plain_operation(self, request: Request) -> "_Plain | None":
         """The request when it is a plain operation: a POSTed JSON object of ``query``,
@@ -181,6 +204,19 @@ def _is_json(content_type: str) -> bool:
         content_type == "application/json"
         or parse_content_type(content_type)[0] == "application/json"
     )
+
+
+MULTIPLE_OPERATIONS = "Must provide operation name if query contains multiple operations."
+
+
+def _operations(query: str) -> int:
+    """How many operations the document defines; 0 when it does not parse (Strawberry then
+    answers with the syntax error)."""
+    try:
+        document, _ = checked_document(query)
+    except Exception:
+        return 0
+    return sum(isinstance(node, OperationDefinitionNode) for node in document.definitions)
 
 
 def _coerced(error: Exception) -> GraphQLError:

@@ -68,14 +68,12 @@ PLAIN: dict[str, dict[str, Any]] = {
 SUMMARY = b'"query": "{ feedbackSummary { totalFeedback } }"'
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
-# Requests the direct path leaves to Strawberry, with the status Strawberry answers them with
-# (None: several operations and no name, where Strawberry runs the first, leaving the spec's
-# error, as it did before the direct path).
-DECLINED: dict[str, tuple[bytes, dict[str, str], int | None]] = {
+# Requests the direct path leaves to Strawberry, with the status Strawberry answers them with.
+DECLINED: dict[str, tuple[bytes, dict[str, str], int]] = {
     "unknown operation name": (
         json.dumps({"query": TWO_OPERATIONS, "operationName": "Nope"}).encode(), JSON, 400
     ),
-    "no operation name among two": (json.dumps({"query": TWO_OPERATIONS}).encode(), JSON, None),
+    "no operation name among two": (json.dumps({"query": TWO_OPERATIONS}).encode(), JSON, 400),
     "extensions": (b"{" + SUMMARY + b', "extensions": {}}', JSON, 200),
     "UTF-16": (
         ("{" + SUMMARY.decode() + "}").encode("utf-16"),
@@ -177,8 +175,25 @@ async def test_other_requests_are_left_to_strawberry(
     body, headers, status = DECLINED[case]
     r = await client.post("/graphql", content=body, headers=headers)
     assert direct_runs == []
-    if status is not None:
-        assert r.status_code == status, r.text
+    assert r.status_code == status, r.text
+
+
+@pytest.mark.parametrize("name", [None, "Score"])
+async def test_several_operations_need_a_name_by_post_and_get(
+    name: str | None, client: httpx.AsyncClient, seeded: Database
+) -> None:
+    """The GraphQL spec's GetOperation: without ``operationName`` a document of several
+    operations is a request error (Strawberry ran the first), with it the named one runs, here
+    the second."""
+    given = {} if name is None else {"operationName": name}
+    for r in (
+        await client.post("/graphql", json={"query": TWO_OPERATIONS, **given}),
+        await client.get("/graphql", params={"query": TWO_OPERATIONS, **given}),
+    ):
+        if name is None:
+            assert (r.status_code, r.text) == (400, router.MULTIPLE_OPERATIONS)
+        else:
+            assert r.json() == {"data": {"traceScore": {"total": 3, "score": 0.333}}}
 
 
 async def test_a_mutation_runs_once_per_request_on_either_path(
