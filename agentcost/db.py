@@ -236,12 +236,12 @@ class Database:
             self._wake_writer()
 
     def _wake_writer(self) -> None:
-        """Deferred work waits: an idle writer must look at it (a busy one, and the writer
-        itself after a group, will before its next group)."""
+        """Deferred work waits: an idle writer must look at it (a busy one will, after its
+        group)."""
         if self._deferred_held:
             return
         writer = self._current_writer()
-        if writer.queue.empty() and asyncio.current_task() is not writer.task:
+        if writer.queue.empty():
             future: asyncio.Future[None] = writer.loop.create_future()
             writer.queue.put_nowait(_Pending(_wake, None, 0, future))
 
@@ -265,7 +265,7 @@ class Database:
             if self._deferred:
                 self._wake_writer()
 
-    async def _run_deferred(self) -> None:
+    async def run_deferred(self) -> None:
         """Run the deferred work now, each job in a transaction of its own. A job that fails is
         logged and dropped: by ``defer``'s terms, the next commit that needs it defers it again
         (and looping on a job that always fails would hold the writer)."""
@@ -302,7 +302,7 @@ class Database:
     async def _run_writer(self, writer: _Writer) -> None:
         while True:
             if self._deferred and not self._deferred_held:
-                await self._run_deferred()
+                await self.run_deferred()
             group = [await writer.queue.get()]
             for _ in range(GATHER_TURNS):
                 if writer.queue.qsize() + len(group) >= MAX_GROUP:
@@ -329,7 +329,7 @@ class Database:
                     writer.queue.task_done()
             if settling:
                 if not self._deferred_held:
-                    await self._run_deferred()
+                    await self.run_deferred()
                 for marker in settling:
                     _settle(marker.future)
                 if any(marker.operation is _stop for marker in settling):
