@@ -212,7 +212,7 @@ def _deferring(runs: list[str], job_name: str) -> Any:
 
     async def write(conn: AsyncConnection, ids: Sequence[str]) -> list[str]:
         await conn.execute(insert(feedback_table), [_row(i) for i in ids])
-        defer(conn, job)
+        defer(conn, job, len(ids))
         return list(ids)
 
     return write

@@ -529,8 +529,8 @@ class Maintenance:
             return
         if not self._staged:
             await _apply(self.conn.dialect.name, "delta").run(self.conn)
-        elif (await _stage().run(self.conn)).rowcount:  # -1 (cannot count) defers too
-            defer(self.conn, fold)
+        elif staged := (await _stage().run(self.conn)).rowcount:
+            defer(self.conn, fold, max(staged, 1))  # -1: a driver that cannot count
         await _CLEAR_DELTA.run(self.conn)
         self._in_delta = 0
 
