@@ -20,7 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, TypeDecorator
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as Col
 from sqlmodel import SQLModel
@@ -665,36 +665,3 @@ class QualityRollup(SQLModel, table=True):
     cost_nanos: int = Col(default=0, sa_type=BigInteger)
     costed: int = 0
     unknown: int = 0
-
-
-class QualityRollupPending(SQLModel, table=True):
-    """Roll-up deltas committed with their writes and not yet folded into ``quality_rollups``:
-    each write's net rows at the finest level, which reads add to the roll-ups until a fold
-    after the commit moves them in (see services/rollups.py)."""
-
-    __tablename__ = "quality_rollup_pending"
-    # Reads take one level, source and range of buckets of a dimension, as from the roll-ups.
-    __table_args__ = (Index("ix_quality_rollup_pending_read", "org_id", "dim", "source", "bucket"),)
-
-    # Rows only ever come and go whole: the key is their arrival (on SQLite the rowid itself).
-    seq: int | None = Col(
-        default=None,
-        sa_column=Column(
-            BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-        ),
-    )
-    org_id: str = Col(max_length=64)
-    dim: str = Col(max_length=8)
-    source: str = Col(max_length=32)
-    bucket: int
-    key1: str = Col(max_length=MAX_NAME)
-    key2: int
-    project: str = Col(max_length=MAX_NAME)
-    total: int
-    positive: int
-    negative: int
-    rated: int
-    positive_traces: int
-    cost_nanos: int = Col(sa_type=BigInteger)
-    costed: int
-    unknown: int

@@ -30,7 +30,6 @@ TABLES = (
     "calls",
     "traces",
     "quality_rollups",
-    "quality_rollup_pending",
     "api_keys",
     "organizations",
     "server_secrets",

@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Row, make_url
 from sqlmodel import SQLModel
 
@@ -288,25 +288,5 @@ _ROLLUPS_DDL = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'q
 
 
 async def rollup_rows(db: Database) -> set[Row[Any]]:
-    """The roll-ups, with any pending deltas folded in first (from revision 0007 on)."""
-    async with db.write() as conn:
-        if await conn.run_sync(lambda c: inspect(c).has_table(rollups.pending.name)):
-            await rollups.fold(conn)
     async with db.read() as conn:
         return set(await conn.execute(select(rollups.rollups)))
-
-
-async def test_pending_deltas_are_folded_in_before_their_table_goes_down(
-    rated: Database,
-) -> None:
-    with rated.deferred_held():
-        await feedback.submit(rated, org_id="o", items=[FeedbackCreate(trace_id="t1", score=-1)])
-        async with rated.read() as conn:
-            staged = await conn.scalar(select(func.count()).select_from(rollups.pending))
-        assert staged
-        await downgrade_to(rated, "0006")
-    downgraded = await rollup_rows(rated)
-    async with rated.write() as conn:
-        await conn.run_sync(rollups.rebuild, "o")
-    assert await rollup_rows(rated) == downgraded
-    await upgrade(rated)

@@ -87,7 +87,7 @@ async def import_history(
     async with db.write() as conn, _sqlite_cache(conn):
         # One apply at the end: this transaction runs on a pooled connection whose temporary
         # tables spill to disk, and applying in parts cost a sixth of the import's feedback.
-        maintenance = rollups.Maintenance(conn, apply_every=None, staged=False)
+        maintenance = rollups.Maintenance(conn, apply_every=None)
         new_org = await maintenance.begin_new(org_id)
         statistics = _Statistics(conn)
         async with _indexes_built_after(conn, enabled=new_org):

@@ -6,7 +6,6 @@ into groups (model, prompt version, the whole org). Python only rounds the final
 """
 
 import math
-import operator
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,12 +41,10 @@ from agentcost.services.rollups import (
     ALL_SOURCES,
     BUCKET_SECONDS,
     COUNT_FIELDS,
-    LEVEL_WIDTHS,
     LEVELS,
     NO_VERSION,
     TOTAL,
     Counts,
-    pending,
     rollups,
     to_nanos,
 )
@@ -400,22 +397,21 @@ async def _scan(
 
 @cache
 def _rollup_statement(dim: str, shape: _Shape) -> Any:
-    """Each group's sums over the shape's ranges, from the roll-ups and from the pending rows
-    (finest deltas of committed writes not yet folded in), in one statement and so one
-    snapshot: a fold moves rows from the one to the other in one transaction, so every read
-    counts each delta once. With ``per_source`` (the summary, whose ``all`` dimension has one
-    group), each source's sums instead, grouped by the source alone: the index range yields its
-    rows in source order, so no part sorts them."""
-    parts = []
-    for table in (rollups, pending):
-        keys = [table.c.source] if shape.per_source else [table.c.key1, table.c.key2]
-        parts += [
-            select(*keys, *(func.sum(table.c[name]).label(name) for name in COUNT_FIELDS))
-            .where(*_rollup_conditions(table, dim, shape, index))
+    """Each group's sums over the shape's ranges; with ``per_source`` (the summary, whose
+    ``all`` dimension has one group), each source's sums instead, grouped by the source alone:
+    the index range yields its rows in source order, so no part sorts them."""
+    keys = [rollups.c.source] if shape.per_source else [rollups.c.key1, rollups.c.key2]
+    return _one_statement(
+        [
+            select(
+                *keys,
+                *(func.sum(rollups.c[name]).label(name) for name in COUNT_FIELDS),
+            )
+            .where(*_rollup_conditions(dim, shape, index))
             .group_by(*keys)
             for index in range(len(shape.ranges))
         ]
-    return _one_statement(parts)
+    )
 
 
 async def _group_sums(
@@ -455,32 +451,26 @@ async def _group_sums(
     return {key: counts for key, counts in result.items() if counts.total}
 
 
-def _rollup_conditions(table: Any, dim: str, shape: _Shape, index: int) -> list[Any]:
+def _rollup_conditions(dim: str, shape: _Shape, index: int) -> list[Any]:
     """Rows of one level and bucket range of a dimension under the filters (one index range:
     an OR of levels would scan the organisation's every row); with ``per_source`` and no
-    source asked for, each source's own rows besides the all-sources ("*") ones. Pending rows
-    (``table`` not the roll-ups) are of the finest level: the range is scaled to it."""
+    source asked for, each source's own rows besides the all-sources ("*") ones."""
     level, low, high = shape.ranges[index]
-    scale = 1
-    if table is rollups:
-        conditions = [table.c.org_id == param("org_id"), table.c.dim == dim + level]
-    else:
-        conditions = [table.c.org_id == param("org_id"), table.c.dim == dim]
-        scale = LEVEL_WIDTHS.get(level, 1)
+    conditions = [rollups.c.org_id == param("org_id"), rollups.c.dim == dim + level]
     if shape.source:
-        conditions.append(table.c.source == param("source"))
+        conditions.append(rollups.c.source == param("source"))
     elif shape.per_source:
-        conditions.append(table.c.source.in_(_EVERY_SOURCE))
+        conditions.append(rollups.c.source.in_(_EVERY_SOURCE))
     else:
-        conditions.append(table.c.source == ALL_SOURCES)
+        conditions.append(rollups.c.source == ALL_SOURCES)
     if shape.key1:
-        conditions.append(table.c.key1 == param("key1"))
+        conditions.append(rollups.c.key1 == param("key1"))
     if shape.project:
-        conditions.append(table.c.project == param("project"))
-    for wanted, name, compare in ((low, "low", operator.ge), (high, "high", operator.lt)):
-        if wanted:
-            bound = param(f"{name}{index}")
-            conditions.append(compare(table.c.bucket, bound * scale if scale > 1 else bound))
+        conditions.append(rollups.c.project == param("project"))
+    if low:
+        conditions.append(rollups.c.bucket >= param(f"low{index}"))
+    if high:
+        conditions.append(rollups.c.bucket < param(f"high{index}"))
     return conditions
 
 

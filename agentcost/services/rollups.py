@@ -1,19 +1,13 @@
 """Quality roll-ups: DESIGN.md's metrics pre-summed per group and per hour of trace time.
 
 Every write that can change an aggregate (feedback submitted, replaced, changed or deleted; a
-call arriving for a rated trace) commits the difference it makes in the same transaction:
-before the write, the contributions of the traces it touches go into a temporary delta table
-with sign -1; after it, their new contributions with sign +1; the net, summed per key of the
-finest level, goes to ``quality_rollup_pending``. Reads add those pending rows to the roll-ups,
-so every answer is exact the moment a write commits, and a *fold* after the commit sums them
-into every level of ``quality_rollups`` and deletes them, in one transaction. Folding every
-level took about half the server time of a vote on a stored trace; the vote's answer no longer
-waits for it. Imports, whose deltas are large, apply theirs to the levels directly.
-
-A trace's contribution is computed by SQL with exactly the per-trace rules of the scan path in
-``quality.py`` (subjects counted once, call-level votes for the call's model, unknown traces
-only in the summary), so the two agree, and the database does the work: a batch of thousands
-of votes costs a few statements, not a Python loop per key.
+call arriving for a rated trace) adds the difference it makes to ``quality_rollups`` in the same
+transaction: before the write, the contributions of the traces it touches go into a temporary
+delta table with sign -1; after it, their new contributions with sign +1; the net, summed per
+key and per level, is upserted. A trace's contribution is computed by SQL with exactly the
+per-trace rules of the scan path in ``quality.py`` (subjects counted once, call-level votes for
+the call's model, unknown traces only in the summary), so the two agree, and the database does
+the work: a batch of thousands of votes costs a few statements, not a Python loop per key.
 
 Rows are keyed by dimension (``all``, ``model``, ``prompt``) and level, source (``*`` for all
 sources), group key, project and bucket of the trace's start: ten minutes, an hour or a day of
@@ -42,7 +36,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    inspect,
     literal,
     or_,
     select,
@@ -53,8 +46,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateTable
 
-from agentcost.db import defer
-from agentcost.models import QualityRollup, QualityRollupPending
+from agentcost.models import QualityRollup
 from agentcost.services.sql import (
     Precompiled,
     calls,
@@ -67,7 +59,6 @@ from agentcost.services.sql import (
 )
 
 rollups: Table = QualityRollup.__table__  # type: ignore[attr-defined]
-pending: Table = QualityRollupPending.__table__  # type: ignore[attr-defined]
 
 ALL_SOURCES = "*"
 # Levels, as suffixes of the dimension: per ten minutes, hour and day of trace time, and all time.
@@ -77,9 +68,6 @@ BUCKET_SECONDS = 600  # the finest level's bucket
 # from the day level and the hours and ten minutes left at its ends from the finer ones, so at
 # most twenty minutes of traces at its two edges are left for the scan path.
 LEVELS = ((DAILY, 144), (HOURLY, 6), (TEN_MINUTES, 1))
-# The finest buckets in one bucket of each timed level: a pending row (finest) counts in a range
-# of a coarser level's buckets when its bucket is in the same range scaled by this.
-LEVEL_WIDTHS = dict(LEVELS)
 NO_PROJECT = ""
 NO_BUCKET = -1
 NO_VERSION = -1
@@ -274,41 +262,20 @@ def _sum(column: Any, *, wide: bool) -> Any:
     return func.sum(cast(column, Integer))
 
 
-def _finest(rows: Any) -> Any:
-    """``rows`` (delta or pending rows) summed per finest key, keys whose sums cancel left out."""
-    return _fold(rows, lambda c: c.dim, lambda c: c.bucket).having(_nonzero(_sums(rows)))
-
-
 @cache
-def _stage() -> Precompiled:
-    """The delta's net finest rows added to the pending ones."""
-    columns = ["org_id", *_KEY_COLUMNS, *COUNT_FIELDS]
-    return Precompiled(insert(pending).from_select(columns, _finest(_delta)))
+def _apply(dialect: str) -> Precompiled:
+    """Net delta per key at every level, upserted; built once (ON CONFLICT costs to build).
 
-
-@cache
-def _apply(dialect: str, source: str) -> Precompiled:
-    """Net rows per key at every level, upserted; built once (ON CONFLICT costs to build).
-    ``source`` is ``delta`` (an import's) or ``pending`` (a fold's). On PostgreSQL the fold
-    deletes the pending rows it reads in the same statement, so rows another transaction
-    commits meanwhile stay pending, never half folded; on SQLite (one writer) ``fold``
-    deletes them after.
-
-    The levels cascade: the finest buckets are summed from the source's rows, each coarser
-    level from the one below and the totals from the days, so each sort sees the rows of the
-    level below, already folded, rather than every source row once per level (a rebuild's delta
-    holds several rows per voted trace). Keys whose before and after images cancel leave at the
+    The levels cascade: the finest buckets are summed from the delta's rows, each coarser level
+    from the one below and the totals from the days, so each sort sees the rows of the level
+    below, already folded, rather than every delta row once per level (a rebuild's delta holds
+    several rows per voted trace). Keys whose before and after images cancel leave at the
     finest level, before any coarser one sorts them: about 40 % of the finest rows of votes on
     traces already stored. Feedback whose trace is unknown has no time: it is only in the
     totals (bucket -1), which no time window reads.
     """
-    rows: Any = _delta
-    if source == "pending":
-        rows = pending
-        if dialect == "postgresql":
-            columns = [pending.c[name] for name in ("org_id", *_KEY_COLUMNS, *COUNT_FIELDS)]
-            rows = pending.delete().returning(*columns).cte("moved")
-    finest = _finest(rows).cte("finest")
+    folded = _fold(_delta, lambda c: c.dim, lambda c: c.bucket)
+    finest = folded.having(_nonzero(_sums(_delta))).cte("finest")
     parts = [
         select(*_level_columns(finest, finest.c.dim + TEN_MINUTES, finest.c.bucket)).where(
             finest.c.bucket >= 0
@@ -389,7 +356,6 @@ _HAS_ROWS = select(
     or_(exists().where(traces.c.org_id == _ORG), exists().where(feedback.c.org_id == _ORG))
 )
 _CLEAR_DELTA = Precompiled(_delta.delete())
-_CLEAR_PENDING = Precompiled(pending.delete())
 _IDS_PER_IMAGE = 10_000
 APPLY_EVERY = 200_000  # delta rows (about 17 per voted trace) before it is applied, by default
 
@@ -399,20 +365,15 @@ class Maintenance:
 
     ``retract`` takes the contribution of each trace a step is about to touch, once per trace
     however many steps touch it; ``finish`` adds back the final contributions of all of them and
-    stages the net (or applies it, unless ``staged``). A bulk import thus pays once per trace,
-    not once per chunk, and nothing at all for an organisation ``begin_new`` found without rows.
-    A trace found without votes by a step that adds none (trace events) has no contribution
-    after it either, so unless a later step may add votes to it, ``finish`` leaves it out: most
-    trace events then cost no after image and no staging.
+    upserts the net. A bulk import thus pays once per trace, not once per chunk, and nothing at
+    all for an organisation ``begin_new`` found without rows. A trace found without votes by a
+    step that adds none (trace events) has no contribution after it either, so unless a later
+    step may add votes to it, ``finish`` leaves it out: most trace events then cost no after
+    image and no apply.
     """
 
-    def __init__(
-        self, conn: AsyncConnection, *, apply_every: int | None = APPLY_EVERY, staged: bool = True
-    ) -> None:
-        """``staged``: the net goes to the pending rows, folded after the commit; an import
-        (false) applies its large delta to every level at once instead."""
+    def __init__(self, conn: AsyncConnection, *, apply_every: int | None = APPLY_EVERY) -> None:
         self.conn = conn
-        self._staged = staged
         self._touched: dict[str, set[str]] = {}
         self._voteless: dict[str, set[str]] = {}  # touched, without votes before or since
         self._new: set[str] = set()  # orgs without rows before the write: imaged whole at the end
@@ -477,7 +438,7 @@ class Maintenance:
                     voteless.update(without_votes)
 
     async def finish(self) -> None:
-        """After the last write: the touched traces' new contributions, and the net staged."""
+        """After the last write: the touched traces' new contributions, and the net upserted."""
         for org_id, touched in self._touched.items():
             ids = touched - self._voteless.get(org_id, set())
             if ids:
@@ -520,43 +481,15 @@ class Maintenance:
         return added
 
     async def _flush(self) -> None:
-        """Stage (or apply) the delta so far and empty it. Sums commute, so applying the before
-        images and the after images in several parts ends in the same roll-ups as applying them at
+        """Upsert the delta so far and empty it. Sums commute, so applying the before images
+        and the after images in several parts ends in the same roll-ups as applying them at
         once; every ``apply_every`` rows, the parts keep the delta table (and the apply's sort)
         to a bounded size, which lets a connection hold its temporary tables in memory.
         Without a bound, the coarser levels are upserted once instead of once per part."""
-        if not self._in_delta:
-            return
-        if not self._staged:
-            await _apply(self.conn.dialect.name, "delta").run(self.conn)
-        elif staged := (await _stage().run(self.conn)).rowcount:
-            defer(self.conn, fold, max(staged, 1))  # -1: a driver that cannot count
-        await _CLEAR_DELTA.run(self.conn)
-        self._in_delta = 0
-
-
-async def fold(conn: AsyncConnection) -> None:
-    """Sum the pending rows into every level of the roll-ups and delete them (a transaction of
-    its own, after the writes that staged them have committed: their answers do not wait)."""
-    for statement, params in _fold_steps(conn.dialect.name):
-        await statement.run(conn, params)
-
-
-def fold_sync(conn: Connection) -> None:
-    """``fold`` on a synchronous connection (migrations)."""
-    for statement, params in _fold_steps(conn.dialect.name):
-        conn.exec_driver_sql(*statement.bound(conn.dialect, params))
-
-
-@cache
-def _fold_steps(dialect: str) -> list[tuple[Precompiled, dict[str, Any]]]:
-    """On PostgreSQL one fold at a time (a transaction-scoped advisory lock): the statement
-    deletes the rows it folds, so two folds never count a row twice, but in parallel they would
-    only wait on each other's rows. On SQLite the one writer folds and then deletes all."""
-    if dialect == "postgresql":
-        locked = Precompiled(select(_advisory_lock(None)))
-        return [(locked, {}), (_apply(dialect, "pending"), {})]
-    return [(_apply(dialect, "pending"), {}), (_CLEAR_PENDING, {})]
+        if self._in_delta:
+            await _apply(self.conn.dialect.name).run(self.conn)
+            await _CLEAR_DELTA.run(self.conn)
+            self._in_delta = 0
 
 
 @asynccontextmanager
@@ -582,29 +515,21 @@ async def lock(conn: AsyncConnection, org_id: str) -> None:
         await conn.execute(select(_advisory_lock(org_id)))
 
 
-def _advisory_lock(org_id: str | None) -> Any:
-    """An organisation's writer lock, or with None the folds' one."""
-    name = "agentcost-rollups-fold" if org_id is None else f"agentcost-rollups:{org_id}"
-    return func.pg_advisory_xact_lock(func.hashtextextended(name, 0))
+def _advisory_lock(org_id: str) -> Any:
+    return func.pg_advisory_xact_lock(func.hashtextextended(f"agentcost-rollups:{org_id}", 0))
 
 
 def rebuild(conn: Connection, org_id: str | None = None) -> None:
-    """Recompute every roll-up from the rows (a migration's backfill, and the tests' oracle);
-    pending rows are part of what it replaces."""
+    """Recompute every roll-up from the rows (a migration's backfill, and the tests' oracle)."""
     delete = rollups.delete()
     if org_id is not None:
         delete = delete.where(rollups.c.org_id == org_id)
     conn.execute(delete)
-    if inspect(conn).has_table(pending.name):  # migrations before 0007 rebuild without it
-        cleared = pending.delete()
-        if org_id is not None:
-            cleared = cleared.where(pending.c.org_id == org_id)
-        conn.execute(cleared)
     conn.exec_driver_sql(_create_delta(conn.dialect.name))
     orgs_stmt = select(feedback.c.org_id).distinct()
     if org_id is not None:
         orgs_stmt = orgs_stmt.where(feedback.c.org_id == org_id)
     for org in conn.execute(orgs_stmt).scalars().all():
         conn.exec_driver_sql(*_record(1, False).bound(conn.dialect, {"org_id": org}))
-    conn.exec_driver_sql(*_apply(conn.dialect.name, "delta").bound(conn.dialect, {}))
+    conn.exec_driver_sql(*_apply(conn.dialect.name).bound(conn.dialect, {}))
     conn.exec_driver_sql(*_CLEAR_DELTA.bound(conn.dialect, {}))

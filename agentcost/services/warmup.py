@@ -2,7 +2,7 @@
 
 from agentcost.db import Database
 from agentcost.models import FeedbackCreate, TraceEvent, utcnow
-from agentcost.services import feedback, rollups, traces
+from agentcost.services import feedback, traces
 
 # Rolled back, so nothing of it is ever stored or seen; the names only mark it in logs.
 _ORG = "agentcost-warm-up"
@@ -22,7 +22,3 @@ async def warm_up(db: Database) -> None:
         (traces.store, traces.prepare(_ORG, [event], now)),
         (feedback.store, feedback.prepare(_ORG, [vote], now)),
     )
-    # Deltas a stopped server left pending are folded now (reads count them all the same), and
-    # the fold's statement is compiled before the first write needs it.
-    async with db.write() as conn:
-        await rollups.fold(conn)

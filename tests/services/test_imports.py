@@ -59,11 +59,8 @@ votes = st.builds(
 
 
 async def snapshot(db: Database, org: str) -> dict[str, Any]:
-    """The org's rows, with server-made ids and write times left out, and the roll-ups with
-    every pending delta folded in (imports apply theirs at once)."""
+    """The org's rows, with server-made ids and write times left out."""
     zero = rollups.COUNT_FIELDS
-    async with db.write() as conn:
-        await rollups.fold(conn)
     async with db.read() as conn:
 
         async def rows(table: Any, *, drop: set[str]) -> list[tuple[Any, ...]]:
