@@ -10,12 +10,6 @@ event loop takes everything queued, runs it in one transaction and commits once,
 (one fsync on SQLite, one WAL flush on PostgreSQL) serves every request that arrived meanwhile.
 Each caller is answered only after that commit, with its own result or its own exception.
 
-Work a transaction can leave for later (``defer``: the roll-ups' fold of the deltas it
-committed) runs in a transaction of its own once it has committed, on the same writer, between
-groups: when nothing is queued, or once ``DEFERRED_WORK`` has piled up. The answers are out by
-then, and on SQLite its statements run in the connection's thread while the event loop serves
-the next requests.
-
 On SQLite the writer has a connection of its own, with temporary tables in memory (the roll-up
 delta of each group lives there), and no commit copies the WAL into the database file: a
 ``_Checkpointer`` thread does that beside the commits.
@@ -27,7 +21,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +38,6 @@ from agentcost.sqlite_driver import BUSY_TIMEOUT_MS, READ_BEGIN, LoopReader, One
 
 _WRITE = "agentcost_write"
 _INLINE = "agentcost_inline_writes"
-_DEFERRED = "agentcost_deferred"  # in a connection's info: the jobs its transaction deferred
-# Deferred work (roll-up delta rows to fold) after which it runs before the next group even
-# though more is queued; at 32 connections the queue is seldom empty between groups. Measured
-# on votes on stored traces (100k), server CPU per vote: the fold inside each group (before)
-# 1,190 µs; a fold after every group 1,070-1,270 (each fold rewrites the roll-up pages the
-# groups share, and commits); at 400 or 800 rows 1,020-1,110; at 2,000 rows 780-880, p50 20
-# against 38 ms, but p99 120-140 against 55-85 ms: the requests that arrive during a fold wait
-# for it.
-DEFERRED_WORK = 2_000
 # Entries per group commit: enough to absorb every connection of a busy server, small enough
 # that one group's statements stay a few milliseconds.
 MAX_GROUP = 256
@@ -93,38 +78,6 @@ GroupedOperation = Callable[[AsyncConnection, Sequence[I]], Awaitable[Sequence[R
 """Stores several callers' items with as few statements as it can and returns one result per
 item, in order. It must give each item the result it would have had alone, applied in order."""
 
-DeferredJob = Callable[[AsyncConnection], Awaitable[None]]
-
-
-def defer(conn: AsyncConnection, job: DeferredJob, work: int = 1) -> None:
-    """Have ``job`` run in a transaction of its own after the one ``conn`` is in commits (once,
-    however often it is asked for), and never if it rolls back; ``work`` says how much this
-    transaction gave it to do (see ``DEFERRED_WORK``). The job must be correct to run at any
-    time, and no answer may depend on it having run: a job that fails, or a server stopped
-    before it ran, leaves its work to the next commit that defers it."""
-    jobs = conn.info.setdefault(_DEFERRED, {})
-    jobs[job] = jobs.get(job, 0) + work
-
-
-async def _wake(conn: AsyncConnection, items: Sequence[None]) -> Sequence[None]:
-    """A marker in the writer's queue that only wakes it up, to run deferred work."""
-    return [None for _ in items]
-
-
-async def _settled(conn: AsyncConnection, items: Sequence[None]) -> Sequence[None]:
-    """A marker in the writer's queue, answered once what is queued before it is committed and
-    the deferred work done (``settle``)."""
-    return [None for _ in items]
-
-
-async def _stop(conn: AsyncConnection, items: Sequence[None]) -> Sequence[None]:
-    """``_settled``, and then the writer ends (``dispose``: cancelling it could cut a deferred
-    job short and leave its connection checked out)."""
-    return [None for _ in items]
-
-
-_MARKERS = (_wake, _settled, _stop)
-
 
 @dataclass(slots=True)
 class _Pending:
@@ -150,11 +103,6 @@ class Database:
         self.engine: AsyncEngine = _create_engine(self.url, echo=echo, pool_size=pool_size)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         self._writer: _Writer | None = None
-        self._deferred: set[DeferredJob] = set()
-        self._deferred_held = 0
-        self._deferred_work = (
-            0  # what the deferred jobs have been given to do, in ``defer``'s units
-        )
         # The group-commit writer's engine; on a SQLite file one connection with its own pragmas.
         self._grouped_engine = self.engine
         self._checkpointer: _Checkpointer | None = None
@@ -231,63 +179,12 @@ class Database:
     ) -> AsyncIterator[AsyncConnection]:
         async with self._write_lock or contextlib.nullcontext(), engine.connect() as conn:
             conn = await conn.execution_options(**{_WRITE: True, _INLINE: inline})
-            info = conn.info  # the DBAPI connection's: whatever becomes of this transaction
-            try:
-                async with conn.begin() as transaction:
-                    yield conn
-                    if not commit:
-                        await transaction.rollback()
-            finally:
-                jobs = info.pop(_DEFERRED, None)
+            async with conn.begin() as transaction:
+                yield conn
+                if not commit:
+                    await transaction.rollback()
         if commit and self._checkpointer is not None:
             self._checkpointer.committed()
-        if commit and jobs:
-            self._deferred |= jobs.keys()
-            self._deferred_work += sum(jobs.values())
-            self._wake_writer()
-
-    def _wake_writer(self) -> None:
-        """Deferred work waits: an idle writer must look at it (a busy one will, after its
-        group)."""
-        if self._deferred_held:
-            return
-        writer = self._current_writer()
-        if writer.queue.empty():
-            future: asyncio.Future[None] = writer.loop.create_future()
-            writer.queue.put_nowait(_Pending(_wake, None, 0, future))
-
-    async def settle(self) -> None:
-        """Return once the writes queued so far are committed and the deferred work has run
-        (unless held): for tests and benchmarks that count what a read alone does."""
-        writer = self._current_writer()
-        done: asyncio.Future[None] = writer.loop.create_future()
-        writer.queue.put_nowait(_Pending(_settled, None, 0, done))
-        await done
-
-    @contextlib.contextmanager
-    def deferred_held(self) -> Iterator[None]:
-        """No deferred work starts inside the block (it runs after): for tests and benchmarks
-        of what reads do while work is left for later."""
-        self._deferred_held += 1
-        try:
-            yield
-        finally:
-            self._deferred_held -= 1
-            if self._deferred:
-                self._wake_writer()
-
-    async def run_deferred(self) -> None:
-        """Run the deferred work now, each job in a transaction of its own. A job that fails is
-        logged and dropped: by ``defer``'s terms, the next commit that needs it defers it again
-        (and looping on a job that always fails would hold the writer)."""
-        jobs, self._deferred = self._deferred, set()
-        self._deferred_work = 0
-        for job in jobs:
-            try:
-                async with self._transaction(self._grouped_engine) as conn:
-                    await job(conn)
-            except Exception:
-                log.exception("deferred work %s failed", getattr(job, "__qualname__", job))
 
     async def write_grouped(self, operation: GroupedOperation[I, R], item: I, *, rows: int) -> R:
         """Store ``item`` (``rows`` rows) in the next group commit and return its result once
@@ -297,25 +194,17 @@ class Database:
         its group. A caller cancelled while waiting leaves the writer running: an item not yet
         taken is skipped, one already taken is committed with its group and its answer dropped.
         """
-        writer = self._current_writer()
-        future: asyncio.Future[R] = writer.loop.create_future()
-        writer.queue.put_nowait(_Pending(operation, item, rows, future))
-        return await future
-
-    def _current_writer(self) -> _Writer:
-        """The running loop's writer, started if it is not running."""
         loop = asyncio.get_running_loop()
         writer = self._writer
         if writer is None or writer.loop is not loop or writer.task is None or writer.task.done():
             writer = self._writer = _Writer(loop)
             writer.task = loop.create_task(self._run_writer(writer), name="agentcost-writer")
-        return writer
+        future: asyncio.Future[R] = loop.create_future()
+        writer.queue.put_nowait(_Pending(operation, item, rows, future))
+        return await future
 
     async def _run_writer(self, writer: _Writer) -> None:
         while True:
-            ready = writer.queue.empty() or self._deferred_work >= DEFERRED_WORK
-            if self._deferred and not self._deferred_held and ready:
-                await self.run_deferred()
             group = [await writer.queue.get()]
             for _ in range(GATHER_TURNS):
                 if writer.queue.qsize() + len(group) >= MAX_GROUP:
@@ -324,8 +213,7 @@ class Database:
             while len(group) < MAX_GROUP and not writer.queue.empty():
                 group.append(writer.queue.get_nowait())
             taken = len(group)
-            settling = [p for p in group if p.operation in (_settled, _stop)]
-            group = [p for p in group if p.operation not in _MARKERS and not p.future.cancelled()]
+            group = [p for p in group if not p.future.cancelled()]
             try:
                 if group:
                     await self._commit_group(group)
@@ -340,13 +228,6 @@ class Database:
             finally:
                 for _ in range(taken):
                     writer.queue.task_done()
-            if settling:
-                if not self._deferred_held:
-                    await self.run_deferred()
-                for marker in settling:
-                    _settle(marker.future)
-                if any(marker.operation is _stop for marker in settling):
-                    return
 
     async def _commit_group(self, group: list[_Pending]) -> None:
         """All items in one transaction; when any fails, again with one savepoint per item."""
@@ -396,9 +277,8 @@ class Database:
         writer, self._writer = self._writer, None
         if writer is not None and writer.task is not None and not writer.task.done():
             if writer.loop is asyncio.get_running_loop():
-                # Queued writes are committed and answered first, then the deferred work runs.
-                done: asyncio.Future[None] = writer.loop.create_future()
-                writer.queue.put_nowait(_Pending(_stop, None, 0, done))
+                await writer.queue.join()  # queued writes are committed and answered first
+                writer.task.cancel()
                 await asyncio.gather(writer.task, return_exceptions=True)
             else:
                 writer.loop.call_soon_threadsafe(writer.task.cancel)

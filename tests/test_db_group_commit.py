@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agentcost.db import GATHER_TURNS, Database, defer
+from agentcost.db import GATHER_TURNS, Database
 from agentcost.migrate import upgrade
 from agentcost.models import FeedbackCreate, TraceEvent, utcnow
 from agentcost.services import feedback, traces
@@ -201,73 +201,3 @@ async def test_concurrent_events_of_one_trace_roll_up_once_each(db: Database) ->
     async with db.read() as conn:
         count = (await conn.execute(select(func.count()).select_from(traces_table))).scalar()
     assert count == 1
-
-
-def _deferring(runs: list[str], job_name: str) -> Any:
-    """A grouped write that stores its items and defers a job recording each of its runs."""
-
-    async def job(conn: AsyncConnection) -> None:
-        stored = await conn.scalar(select(func.count()).select_from(feedback_table))
-        runs.append(f"{job_name} saw {stored}")
-
-    async def write(conn: AsyncConnection, ids: Sequence[str]) -> list[str]:
-        await conn.execute(insert(feedback_table), [_row(i) for i in ids])
-        defer(conn, job, len(ids))
-        return list(ids)
-
-    return write
-
-
-async def test_deferred_work_runs_once_after_the_commit_and_never_after_a_rollback(
-    db: Database,
-) -> None:
-    runs: list[str] = []
-    write = _deferring(runs, "job")
-    with db.deferred_held():
-        answers = await asyncio.gather(
-            *(db.write_grouped(write, f"w{i}", rows=1) for i in range(3))
-        )
-        assert answers == ["w0", "w1", "w2"]
-        with pytest.raises(ValueError, match="bad item"):
-            async with db.write() as conn:
-                await write(conn, ["rolled-back"])
-                raise ValueError("bad item")
-        assert runs == []  # held: nothing ran yet
-    # Released, the writer runs the job once for all three commits (and not for the rollback).
-    for _ in range(100):
-        if runs:
-            break
-        await asyncio.sleep(0.01)
-    assert runs == ["job saw 3"]
-    assert await _stored_ids(db) == {"w0", "w1", "w2"}
-
-
-async def test_a_failing_deferred_job_is_dropped_and_the_writer_goes_on(
-    db: Database, caplog: pytest.LogCaptureFixture
-) -> None:
-    async def failing(conn: AsyncConnection) -> None:
-        await conn.execute(insert(feedback_table), [_row("from-the-job")])
-        raise RuntimeError("job failed")
-
-    async def write(conn: AsyncConnection, ids: Sequence[str]) -> list[str]:
-        await conn.execute(insert(feedback_table), [_row(i) for i in ids])
-        defer(conn, failing)
-        return list(ids)
-
-    with db.deferred_held():
-        assert await db.write_grouped(write, "first", rows=1) == "first"
-    await db.run_deferred()
-    assert "deferred work" in caplog.text and "job failed" in caplog.text
-    assert await db.write_grouped(_plain_insert, "after", rows=1) == "stored after"
-    assert await _stored_ids(db) == {"first", "after"}  # the job's own write rolled back
-
-
-async def test_dispose_runs_the_deferred_work_left(settings: Any) -> None:
-    db = Database.from_settings(settings)
-    await upgrade(db)
-    runs: list[str] = []
-    write = _deferring(runs, "left")
-    with db.deferred_held():
-        await db.write_grouped(write, "w", rows=1)
-    await asyncio.wait_for(db.dispose(), 10)
-    assert runs == ["left saw 1"]
