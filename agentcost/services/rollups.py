@@ -39,6 +39,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import registry
@@ -266,7 +267,8 @@ def _sum(column: Any, *, wide: bool) -> Any:
 def _apply(dialect: str) -> Precompiled:
     """Net delta per key at every level, upserted; built once (ON CONFLICT costs to build).
 
-    The levels cascade: the finest buckets are summed from the delta's rows, each coarser level
+    On SQLite each finest row is upserted once per level as it is (``_apply_each``); elsewhere
+    the levels cascade: the finest buckets are summed from the delta's rows, each coarser level
     from the one below and the totals from the days, so each sort sees the rows of the level
     below, already folded, rather than every delta row once per level (a rebuild's delta holds
     several rows per voted trace). Keys whose before and after images cancel leave at the
@@ -276,6 +278,8 @@ def _apply(dialect: str) -> Precompiled:
     """
     folded = _fold(_delta, lambda c: c.dim, lambda c: c.bucket)
     finest = folded.having(_nonzero(_sums(_delta))).cte("finest")
+    if dialect == "sqlite":
+        return _apply_each(finest)
     parts = [
         select(*_level_columns(finest, finest.c.dim + TEN_MINUTES, finest.c.bucket)).where(
             finest.c.bucket >= 0
@@ -308,6 +312,41 @@ def _apply(dialect: str) -> Precompiled:
     stmt = insert_for(dialect, rollups).from_select(
         ["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], ordered
     )
+    return Precompiled(
+        stmt.on_conflict_do_update(
+            index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
+            set_={name: rollups.c[name] + stmt.excluded[name] for name in COUNT_FIELDS},
+        )
+    )
+
+
+def _apply_each(finest: Any) -> Precompiled:
+    """SQLite: every finest row upserted at each level, unsorted and unsummed. SQLite's upsert
+    takes the rows of one INSERT one after the other, so rows of the same key add up (where
+    PostgreSQL refuses to touch a row twice in one statement); sorting each level's rows, which
+    cost SQLite several microseconds a row, is then not needed. The apply of 32 votes on stored
+    traces (487 delta rows, 100k data) 17.9 -> 13.1 ms, of 1,000 such votes 326 -> 231 ms
+    (medians, alternating in one transaction, the same sums); a rebuild of 100k traces' roll-ups
+    (737,777 delta rows) 6.9-8.2 s either way. A coarse key whose rows cancel keeps a row of
+    zeros, as a group whose votes all moved away always has."""
+    levels = union_all(
+        *(
+            select(literal(level).label("level"), literal(width).label("width"))
+            for level, width in LEVELS
+        ),
+        select(literal(TOTAL).label("level"), literal(None, Integer).label("width")),
+    ).cte("levels")
+    total = levels.c.width.is_(None)
+    bucket = case(
+        (total, case((finest.c.bucket >= 0, 0), else_=NO_BUCKET)),
+        else_=finest.c.bucket // levels.c.width,
+    )
+    rows = (
+        select(*_level_columns(finest, finest.c.dim + levels.c.level, bucket))
+        .select_from(finest.join(levels, or_(total, finest.c.bucket >= 0)))
+        .where(true())  # SQLite's grammar: an upsert's SELECT needs a WHERE after its join
+    )
+    stmt = insert_for("sqlite", rollups).from_select(["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], rows)
     return Precompiled(
         stmt.on_conflict_do_update(
             index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
