@@ -309,15 +309,7 @@ def _apply(dialect: str) -> Precompiled:
     levels = union_all(*parts).subquery("levels")
     keys = [levels.c.org_id, *(levels.c[name] for name in _KEY_COLUMNS)]
     ordered = select(levels).order_by(*keys)
-    stmt = insert_for(dialect, rollups).from_select(
-        ["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], ordered
-    )
-    return Precompiled(
-        stmt.on_conflict_do_update(
-            index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
-            set_={name: rollups.c[name] + stmt.excluded[name] for name in COUNT_FIELDS},
-        )
-    )
+    return _added_to_rollups(dialect, ordered)
 
 
 def _apply_each(finest: Any) -> Precompiled:
@@ -346,7 +338,12 @@ def _apply_each(finest: Any) -> Precompiled:
         .select_from(finest.join(levels, or_(total, finest.c.bucket >= 0)))
         .where(true())  # SQLite's grammar: an upsert's SELECT needs a WHERE after its join
     )
-    stmt = insert_for("sqlite", rollups).from_select(["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], rows)
+    return _added_to_rollups("sqlite", rows)
+
+
+def _added_to_rollups(dialect: str, rows: Any) -> Precompiled:
+    """``rows`` (keys and counts) added to the roll-ups, new keys inserted."""
+    stmt = insert_for(dialect, rollups).from_select(["org_id", *_KEY_COLUMNS, *COUNT_FIELDS], rows)
     return Precompiled(
         stmt.on_conflict_do_update(
             index_elements=[rollups.c.org_id, *(rollups.c[k] for k in _KEY_COLUMNS)],
